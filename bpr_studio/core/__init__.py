@@ -1,0 +1,1 @@
+"""The BPR engine: numpy and torch only, never Qt."""

@@ -1,0 +1,40 @@
+"""RefinerConfig: the knobs of boundary patch refinement, shared by every layer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    """How patches are sampled and fed to the network.
+
+    patch_size: side of a boundary patch in image pixels.
+    padding: extra context around each patch in image pixels (seen by the network, not written back).
+    input_size: side of the square network input in pixels (patch + padding is resized to it).
+    nms_thr: IoU threshold of the patch NMS (higher keeps more, more overlapping patches).
+    batch_size: patches per network forward pass.
+    model: architecture name (``hr18s``, ``hr18`` or ``hr48``).
+    """
+
+    patch_size: int = 64
+    padding: int = 0
+    input_size: int = 128
+    nms_thr: float = 0.25
+    batch_size: int = 32
+    model: str = "hr18s"
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 2:
+            raise ValueError(f"patch_size must be >= 2 pixels, got {self.patch_size}")
+        if self.padding < 0:
+            raise ValueError(f"padding must be >= 0 pixels, got {self.padding}")
+        if self.input_size < 8:
+            raise ValueError(f"input_size must be >= 8 pixels, got {self.input_size}")
+        if not 0.0 < self.nms_thr <= 1.0:
+            raise ValueError(f"nms_thr must be in (0, 1], got {self.nms_thr}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,175 @@
+"""Boundary patches: dense boxes on boundary pixels, NMS, crops for the network, reassembly.
+
+Boxes are int32 arrays ``(K, 4)`` of ``(x0, y0, x1, y1)`` in image pixels, end-exclusive, always
+``patch_size`` wide. A box lies inside the image whenever the image is at least ``patch_size``
+on that side; on a smaller image it starts at 0 and its out-of-image part is filled by
+replicating the border when cropped and ignored when written back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .boundary import boundary_score_map, mask_bbox
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def boundary_patches(mask: np.ndarray, patch_size: int = 64, nms_thr: float = 0.25) -> np.ndarray:
+    """Square patches along the boundary of one mask, NMS-filtered, covering every boundary pixel.
+
+    mask: (H, W) bool. Returns (K, 4) int32 boxes ``(x0, y0, x1, y1)``, best-scored first;
+    (0, 4) for an empty mask. Work is confined to the mask's bounding box plus one pixel.
+
+    Every pixel with a non-zero boundary score lies inside at least one returned box: greedy NMS
+    alone does not promise that (a box whose centre is suppressed can overlap its suppressor by
+    less than half a patch), so boundary pixels left uncovered get boxes of their own, best first.
+    """
+    height, width = mask.shape
+    bbox = mask_bbox(mask)
+    if bbox is None:
+        return np.zeros((0, 4), np.int32)
+    x0, y0, x1, y1 = bbox
+    x0, y0, x1, y1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, width), min(y1 + 1, height)
+    # one extra pixel of context so the 3x3 sums inside the window equal the full-image ones
+    cx0, cy0, cx1, cy1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, width), min(y1 + 1, height)
+    local = boundary_score_map(mask[cy0:cy1, cx0:cx1])[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
+    ys, xs = np.nonzero(local)
+    scores = local[ys, xs]
+    ys = ys + y0
+    xs = xs + x0
+    order = np.argsort(-scores, kind="stable")
+    xs, ys = xs[order], ys[order]
+    half = patch_size // 2
+    bx = np.clip(xs - half, 0, max(width - patch_size, 0)).astype(np.int32)
+    by = np.clip(ys - half, 0, max(height - patch_size, 0)).astype(np.int32)
+    keep = _nms_equal_squares(bx, by, patch_size, nms_thr)
+    keep = _cover_missed(xs, ys, bx, by, keep, patch_size)
+    kx, ky = bx[keep], by[keep]
+    return np.stack([kx, ky, kx + patch_size, ky + patch_size], axis=1).astype(np.int32)
+
+
+def _nms_equal_squares(bx: np.ndarray, by: np.ndarray, size: int, thr: float) -> np.ndarray:
+    """Greedy NMS of equal squares given by their corners (bx, by), already sorted by score.
+
+    Returns the kept indices in order. Two squares of side ``size`` offset by (dx, dy) overlap by
+    ``(size - |dx|)(size - |dy|)``; their IoU exceeds ``thr`` when that exceeds
+    ``2 thr size^2 / (1 + thr)``.
+    """
+    limit = 2.0 * thr * size * size / (1.0 + thr)
+    idx = np.arange(len(bx))
+    kept = []
+    while idx.size:
+        i = idx[0]
+        kept.append(i)
+        rest = idx[1:]
+        ox = np.maximum(size - np.abs(bx[rest] - bx[i]), 0)
+        oy = np.maximum(size - np.abs(by[rest] - by[i]), 0)
+        idx = rest[ox * oy <= limit]
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _cover_missed(xs, ys, bx, by, keep: np.ndarray, size: int) -> np.ndarray:
+    """Add boxes (best-scored first) until every boundary pixel (xs, ys) lies in a kept box."""
+    kept = list(keep)
+    uncovered = np.ones(len(xs), bool)
+    for i in kept:
+        uncovered &= ~_inside(xs, ys, bx[i], by[i], size)
+    while uncovered.any():
+        i = int(np.argmax(uncovered))  # first uncovered in score order
+        kept.append(i)
+        uncovered &= ~_inside(xs, ys, bx[i], by[i], size)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _inside(xs, ys, x0, y0, size) -> np.ndarray:
+    return (xs >= x0) & (xs < x0 + size) & (ys >= y0) & (ys < y0 + size)
+
+
+def crop_boxes(array: np.ndarray, boxes: np.ndarray, padding: int = 0) -> np.ndarray:
+    """Cut every box, enlarged by ``padding`` on each side, out of an image or mask.
+
+    array: (H, W) or (H, W, C). boxes: (K, 4) int. Returns (K, S, S) or (K, S, S, C) of the same
+    dtype with S = box side + 2 * padding; parts outside the array replicate its border.
+    """
+    height, width = array.shape[:2]
+    k = len(boxes)
+    side = int(boxes[0, 2] - boxes[0, 0]) + 2 * padding if k else 0
+    out = np.empty((k, side, side) + array.shape[2:], array.dtype)
+    for j, (x0, y0, _, _) in enumerate(boxes):
+        x0, y0 = int(x0) - padding, int(y0) - padding
+        x1, y1 = x0 + side, y0 + side
+        if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
+            out[j] = array[y0:y1, x0:x1]
+        else:  # replicate the border: clamp the row and column indices
+            rows = np.clip(np.arange(y0, y1), 0, height - 1)
+            cols = np.clip(np.arange(x0, x1), 0, width - 1)
+            out[j] = array[rows[:, None], cols[None, :]]
+    return out
+
+
+def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: int) -> torch.Tensor:
+    """Stack crops into the network's 4-channel input.
+
+    image_crops: (K, S, S, 3) uint8 RGB. mask_crops: (K, S, S) bool.
+    Returns (K, 4, input_size, input_size) float32: channels 0-2 the image resized bilinearly and
+    normalised with the ImageNet mean/std (0-255 units), channel 3 the mask resized by nearest
+    neighbour and mapped to -1 (background) / +1 (foreground).
+    """
+    img = torch.from_numpy(image_crops).permute(0, 3, 1, 2).float()
+    msk = torch.from_numpy(mask_crops).unsqueeze(1).float()
+    if img.shape[-1] != input_size:
+        img = F.interpolate(img, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        msk = F.interpolate(msk, size=(input_size, input_size), mode="nearest")
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return torch.cat([(img - mean) / std, msk * 2.0 - 1.0], dim=1)
+
+
+def patch_probabilities(fg_prob: torch.Tensor, patch_size: int, padding: int = 0) -> np.ndarray:
+    """Bring the network's foreground probabilities back to patch resolution.
+
+    fg_prob: (K, input_size, input_size) float. Resized bilinearly to the crop side
+    (patch_size + 2 * padding), then the padding is cut away. Returns (K, patch_size, patch_size)
+    float32.
+    """
+    side = patch_size + 2 * padding
+    p = fg_prob.float().unsqueeze(1)
+    if p.shape[-1] != side:
+        p = F.interpolate(p, size=(side, side), mode="bilinear", align_corners=False)
+    p = p[:, 0, padding:padding + patch_size, padding:padding + patch_size]
+    return p.cpu().numpy().astype(np.float32, copy=False)
+
+
+def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Write refined patches back into a mask.
+
+    coarse: (H, W) bool. boxes: (K, 4) int. probs: (K, P, P) float foreground probabilities of
+    the boxes. Where boxes overlap, probabilities are averaged; a pixel is foreground where the
+    average exceeds 0.5; pixels no box reaches keep the coarse value. Work is confined to the union
+    of the boxes. ``out`` (H, W) bool, if given, receives the result (it may be ``coarse``).
+    Returns the refined (H, W) bool mask.
+    """
+    if out is None:
+        out = coarse.copy()
+    elif out is not coarse:
+        out[...] = coarse
+    if len(boxes) == 0:
+        return out
+    height, width = coarse.shape
+    ux0, uy0 = int(boxes[:, 0].min()), int(boxes[:, 1].min())
+    ux1, uy1 = min(int(boxes[:, 2].max()), width), min(int(boxes[:, 3].max()), height)
+    total = np.zeros((uy1 - uy0, ux1 - ux0), np.float32)
+    count = np.zeros((uy1 - uy0, ux1 - ux0), np.float32)
+    for (x0, y0, x1, y1), p in zip(boxes, probs):
+        x1, y1 = min(int(x1), width), min(int(y1), height)
+        h, w = y1 - y0, x1 - x0
+        total[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += p[:h, :w]
+        count[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += 1.0
+    window = out[uy0:uy1, ux0:ux1]
+    reached = count > 0
+    window[reached] = total[reached] > 0.5 * count[reached]
+    return out

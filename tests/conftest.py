@@ -1,0 +1,22 @@
+"""Test settings shared by every test: headless Qt, one torch thread, paths to shared data."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def voc_dir() -> Path:
+    """The labelme VOC sample: data_annotated/ (labelme JSON) and data_dataset_coco/ (COCO)."""
+    path = SHARED_DATA / "labelme_voc"
+    if not path.is_dir():
+        pytest.fail(f"shared test data not found at {path}")
+    return path
