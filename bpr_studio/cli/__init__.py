@@ -10,8 +10,6 @@ import argparse
 import importlib
 import sys
 
-from ..io.errors import DatasetError
-
 # name -> one-line help; the module is bpr_studio.cli.<name>
 COMMANDS = {
     "refine": "refine coarse instance masks (COCO results) with BPR",
@@ -47,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (DatasetError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input: DatasetError, WeightsError, a bad option, a file
         print(f"bpr-studio {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -96,9 +96,10 @@ def crop_boxes(array: np.ndarray, boxes: np.ndarray, padding: int = 0) -> np.nda
     dtype with S = box side + 2 * padding; parts outside the array replicate its border.
     """
     height, width = array.shape[:2]
-    k = len(boxes)
-    side = int(boxes[0, 2] - boxes[0, 0]) + 2 * padding if k else 0
-    out = np.empty((k, side, side) + array.shape[2:], array.dtype)
+    if len(boxes) == 0:
+        return np.zeros((0, 0, 0) + array.shape[2:], array.dtype)
+    side = int(boxes[0, 2] - boxes[0, 0]) + 2 * padding
+    out = np.empty((len(boxes), side, side) + array.shape[2:], array.dtype)
     for j, (x0, y0, _, _) in enumerate(boxes):
         x0, y0 = int(x0) - padding, int(y0) - padding
         x1, y1 = x0 + side, y0 + side
@@ -170,6 +171,5 @@ def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np
         total[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += p[:h, :w]
         count[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += 1.0
     window = out[uy0:uy1, ux0:ux1]
-    reached = count > 0
-    window[reached] = total[reached] > 0.5 * count[reached]
+    window[...] = np.where(count > 0, total > 0.5 * count, window)
     return out

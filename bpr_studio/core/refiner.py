@@ -1,0 +1,144 @@
+"""The Refiner: boundary patches of every instance -> network in batches -> reassembled masks."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import RESOURCES
+from .config import RefinerConfig
+from .model import fast_inference, load_weights
+from .patches import boundary_patches, crop_boxes, network_inputs, patch_probabilities, reassemble
+
+
+class RefineCancelled(Exception):
+    """Raised by Refiner.refine when its should_stop callback asks it to stop."""
+
+
+@dataclass
+class RefinedInstance:
+    """The refinement of one instance.
+
+    index: position of the instance in the input stack. mask: (H, W) bool refined mask.
+    boxes: (K, 4) int32 patch boxes (x0, y0, x1, y1) in image pixels.
+    probs: (K, P, P) float32 foreground probability of each patch at patch resolution.
+    """
+
+    index: int
+    mask: np.ndarray
+    boxes: np.ndarray
+    probs: np.ndarray
+
+
+def default_weights_path() -> Path:
+    """The trained HRNetV2-W18-Small (input 128) shipped with the package."""
+    return RESOURCES / "weights" / "bpr_hr18s_128.pt"
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA if available, else Apple MPS, else CPU; anything else is passed to torch."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Refiner:
+    """Refines instance masks of an image with a trained BPR network.
+
+    config: patch sampling and batching (RefinerConfig); its ``model`` is taken from the weights.
+    weights: path of a weights file (core.model.save_weights); None = the shipped default.
+    device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
+    fast: use core.model.fast_inference (same masks, faster) instead of plain eager mode.
+    """
+
+    def __init__(self, config: RefinerConfig | None = None, weights: str | Path | None = None,
+                 device: str | torch.device = "auto", fast: bool = True):
+        self.device = pick_device(device)
+        self.weights_path = Path(weights) if weights is not None else default_weights_path()
+        self.model, info = load_weights(self.weights_path, device=self.device)
+        self.config = dataclasses.replace(config or RefinerConfig(), model=info["arch"])
+        self._forward = fast_inference(self.model, self.device) if fast else self.model
+
+    @property
+    def device_name(self) -> str:
+        """'CUDA', 'MPS' or 'CPU', for the status bar."""
+        return {"cuda": "CUDA", "mps": "MPS"}.get(self.device.type, self.device.type.upper())
+
+    def patches(self, mask: np.ndarray) -> np.ndarray:
+        """Boxes (K, 4) int32 that refine() would use for one (H, W) bool mask."""
+        return boundary_patches(mask, self.config.patch_size, self.config.nms_thr)
+
+    def refine(self, image: np.ndarray, masks: np.ndarray,
+               on_instance: Callable[[RefinedInstance], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> list[RefinedInstance]:
+        """Refine every mask of one image.
+
+        image: (H, W, 3) uint8 RGB. masks: (N, H, W) bool coarse masks.
+        Patches of all instances go through the network in batches of config.batch_size;
+        ``on_instance`` gets each instance as soon as its last patch is done; ``should_stop`` is
+        polled before every batch and RefineCancelled is raised when it returns True.
+        Returns the N RefinedInstance in input order.
+        """
+        image, masks = _checked_inputs(image, masks)
+        cfg = self.config
+        boxes = [self.patches(m) for m in masks]
+        counts = np.array([len(b) for b in boxes], np.int64)
+        all_boxes = np.concatenate(boxes) if len(boxes) else np.zeros((0, 4), np.int32)
+        image_crops = crop_boxes(image, all_boxes, cfg.padding)
+        side = cfg.patch_size + 2 * cfg.padding
+        mask_crops = np.concatenate([np.zeros((0, side, side), bool)] +
+                                    [crop_boxes(m, b, cfg.padding) for m, b in zip(masks, boxes) if len(b)])
+        probs = np.empty((len(all_boxes), cfg.patch_size, cfg.patch_size), np.float32)
+
+        results: list[RefinedInstance | None] = [None] * len(masks)
+        ends = np.cumsum(counts)
+        next_instance = 0
+
+        def finish_ready(done: int) -> None:
+            nonlocal next_instance
+            while next_instance < len(masks) and ends[next_instance] <= done:
+                i = next_instance
+                start = ends[i] - counts[i]
+                refined = RefinedInstance(i, reassemble(masks[i], boxes[i], probs[start:ends[i]]),
+                                          boxes[i], probs[start:ends[i]].copy())
+                results[i] = refined
+                if on_instance is not None:
+                    on_instance(refined)
+                next_instance += 1
+
+        finish_ready(0)  # instances without patches (empty masks)
+        for start in range(0, len(all_boxes), cfg.batch_size):
+            if should_stop is not None and should_stop():
+                raise RefineCancelled(f"refinement stopped after {next_instance} of {len(masks)} instances")
+            stop = min(start + cfg.batch_size, len(all_boxes))
+            probs[start:stop] = self._patch_probabilities(image_crops[start:stop], mask_crops[start:stop])
+            finish_ready(stop)
+        return results
+
+    def _patch_probabilities(self, image_crops: np.ndarray, mask_crops: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 and (B, S, S) bool crops -> (B, P, P) float32 foreground probability."""
+        cfg = self.config
+        x = network_inputs(image_crops, mask_crops, cfg.input_size).to(self.device)
+        with torch.inference_mode():
+            fg = torch.softmax(self._forward(x).float(), dim=1)[:, 1]
+        return patch_probabilities(fg, cfg.patch_size, cfg.padding)
+
+
+def _checked_inputs(image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(image)
+    masks = np.asarray(masks)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+        raise ValueError(f"masks must be (N, H, W) with (H, W) = {image.shape[:2]} of the image, got {masks.shape}")
+    return np.ascontiguousarray(image), masks.astype(bool, copy=False)

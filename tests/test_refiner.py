@@ -1,0 +1,123 @@
+"""The Refiner: device choice, batching, reassembly into full masks, callbacks and cancel."""
+
+import numpy as np
+import pytest
+import torch
+
+from bpr_studio.core import refiner as refiner_module
+from bpr_studio.core.config import RefinerConfig
+from bpr_studio.core.model import build_model, save_weights
+from bpr_studio.core.refiner import RefineCancelled, Refiner, pick_device
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "hr18s.pt"
+    save_weights(path, build_model("hr18s"), "hr18s", meta={"input_size": 32}, half=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:90, :120]
+    masks = np.stack([
+        (yy - 40) ** 2 + (xx - 50) ** 2 < 25 ** 2,      # a disc
+        (yy > 60) & (xx > 90),                           # touches the bottom-right corner
+        np.zeros((90, 120), bool),                       # empty
+    ])
+    return image, masks
+
+
+def make_refiner(weights, **config):
+    return Refiner(RefinerConfig(patch_size=16, input_size=32, **config), weights=weights, device="cpu", fast=False)
+
+
+def test_pick_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto").type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda"
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+
+
+def test_device_name(weights):
+    assert make_refiner(weights).device_name == "CPU"
+
+
+def test_refine_reassembles_patches_and_keeps_the_rest(weights, scene):
+    image, masks = scene
+    refiner = make_refiner(weights, batch_size=8)
+    results = refiner.refine(image, masks)
+    assert [r.index for r in results] == [0, 1, 2]
+    for coarse, r in zip(masks, results):
+        assert r.mask.shape == coarse.shape and r.mask.dtype == bool
+        assert r.boxes.shape[1] == 4 and r.probs.shape == (len(r.boxes), 16, 16)
+        covered = np.zeros(coarse.shape, bool)
+        for x0, y0, x1, y1 in r.boxes:
+            covered[y0:y1, x0:x1] = True
+        np.testing.assert_array_equal(r.mask[~covered], coarse[~covered])   # untouched pixels kept
+        # inside the patches, the mask is the thresholded average of the patch probabilities
+        total = np.zeros(coarse.shape)
+        count = np.zeros(coarse.shape)
+        for (x0, y0, x1, y1), p in zip(r.boxes, r.probs):
+            total[y0:y1, x0:x1] += p
+            count[y0:y1, x0:x1] += 1
+        decided = covered & (np.abs(total / np.maximum(count, 1) - 0.5) > 1e-4)
+        np.testing.assert_array_equal(r.mask[decided], (total / np.maximum(count, 1) > 0.5)[decided])
+    assert len(results[2].boxes) == 0 and not results[2].mask.any()
+    assert (results[1].boxes[:, 2] == 120).any() and (results[1].boxes[:, 3] == 90).any()
+
+
+def test_batch_size_does_not_change_the_result(weights, scene):
+    image, masks = scene
+    a = make_refiner(weights, batch_size=1).refine(image, masks)
+    b = make_refiner(weights, batch_size=5).refine(image, masks)
+    c = make_refiner(weights, batch_size=500).refine(image, masks)
+    for ra, rb, rc in zip(a, b, c):
+        np.testing.assert_allclose(ra.probs, rb.probs, atol=1e-4)
+        np.testing.assert_allclose(ra.probs, rc.probs, atol=1e-4)
+        np.testing.assert_array_equal(ra.boxes, rc.boxes)
+        assert np.count_nonzero(ra.mask != rc.mask) <= 2  # only pixels that sit on 0.5 may flip
+
+
+def test_on_instance_streams_results_in_order(weights, scene):
+    image, masks = scene
+    seen = []
+    make_refiner(weights, batch_size=4).refine(image, masks, on_instance=lambda r: seen.append(r.index))
+    assert seen == [0, 1, 2]
+
+
+def test_should_stop_cancels(weights, scene):
+    image, masks = scene
+    polls = []
+
+    def stop_on_second_batch():
+        polls.append(1)
+        return len(polls) >= 2
+
+    seen = []
+    with pytest.raises(RefineCancelled):
+        make_refiner(weights, batch_size=2).refine(image, masks, on_instance=lambda r: seen.append(r.index),
+                                                   should_stop=stop_on_second_batch)
+    assert len(polls) == 2 and 1 not in seen
+
+
+def test_bad_inputs_are_refused(weights, scene):
+    image, masks = scene
+    refiner = make_refiner(weights)
+    with pytest.raises(ValueError, match="masks must be"):
+        refiner.refine(image, masks[:, :-1])
+    with pytest.raises(ValueError, match="image must be"):
+        refiner.refine(image[..., 0], masks)
+
+
+def test_default_weights_path_is_in_the_package():
+    path = refiner_module.default_weights_path()
+    assert path.name.endswith(".pt") and path.parent.name == "weights"
