@@ -52,8 +52,7 @@ def test_refine_writes_coco_results(dataset):
         rle = {"size": after["segmentation"]["size"], "counts": after["segmentation"]["counts"].encode()}
         mask = mask_utils.decode(rle).astype(bool)
         assert mask.shape == (60, 80)
-        if "bbox" in after:
-            np.testing.assert_allclose(after["bbox"], mask_utils.toBbox(rle), atol=1e-6)
+        np.testing.assert_allclose(after["bbox"], mask_utils.toBbox(rle), atol=1e-6)
         old = mask_utils.decode({"size": before["segmentation"]["size"],
                                  "counts": before["segmentation"]["counts"].encode()}).astype(bool)
         far = cv2.distanceTransform((~(old ^ np.roll(old, 1, 0))).astype(np.uint8), cv2.DIST_L2, 3) > 20

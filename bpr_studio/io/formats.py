@@ -1,0 +1,128 @@
+"""One entry point for every dataset format: guess the format, load a dataset, save a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .dataset import Dataset
+from .errors import DatasetError
+from .jsonfile import read_json
+
+FORMATS = ("coco", "cityscapes", "labelme")
+
+
+def guess_format(path: str | Path) -> str:
+    """"coco" | "cityscapes" | "labelme" for a dataset file or folder.
+
+    A JSON file with an 'images' list is COCO, one with 'shapes' is labelme. A folder with
+    ``gtFine/`` or ``leftImg8bit/`` (or ``*_gtFine_instanceIds.png`` files) is Cityscapes; a
+    folder with labelme JSON files, or only images, is labelme; a folder whose one JSON file is a
+    COCO file is COCO.
+    """
+    path = Path(path)
+    if path.is_file():
+        data = read_json(path, dict)
+        if isinstance(data.get("images"), list):
+            return "coco"
+        if isinstance(data.get("shapes"), list):
+            return "labelme"
+        raise DatasetError(f"{path}: neither a COCO file ('images') nor a labelme file ('shapes')")
+    if not path.is_dir():
+        raise DatasetError(f"{path}: dataset file or folder not found")
+    if (path / "gtFine").is_dir() or (path / "leftImg8bit").is_dir() or next(path.rglob("*_gtFine_instanceIds.png"), None):
+        return "cityscapes"
+    jsons = sorted(path.glob("*.json"))
+    if len(jsons) == 1:
+        try:
+            if isinstance(read_json(jsons[0], dict).get("images"), list):
+                return "coco"
+        except DatasetError:
+            pass
+    return "labelme"
+
+
+def _coco_annotations(path: Path, annotations) -> tuple[Path | None, Path | None]:
+    """(annotations file or None, images folder or None) for the COCO reader."""
+    if annotations is not None:
+        return Path(annotations), (path if path.is_dir() else None)
+    if path.is_file():
+        return path, None
+    jsons = sorted(path.glob("*.json"))
+    coco = [j for j in jsons if isinstance(read_json(j, dict).get("images"), list)] if jsons else []
+    if len(coco) == 1:
+        return coco[0], None
+    if len(coco) > 1:
+        raise DatasetError(f"{path}: {len(coco)} COCO files found ({', '.join(j.name for j in coco)}); name one")
+    return None, path
+
+
+def load_dataset(path: str | Path, format: str | None = None, annotations: str | Path | None = None,
+                 predictions: str | Path | None = None, errors: list | None = None, progress=None,
+                 **options) -> Dataset:
+    """Load a dataset in any supported format.
+
+    path: a COCO JSON file (images relative to its folder), a folder of images (with
+    ``annotations`` = a COCO JSON whose file_name is relative to that folder), a labelme folder
+    or JSON file, or a Cityscapes root (with ``leftImg8bit/`` and ``gtFine/``). format: "coco" |
+    "cityscapes" | "labelme", or None to guess. annotations: COCO annotations file when ``path``
+    is the images folder. predictions: a COCO results JSON or a Cityscapes results folder
+    (``*.txt`` + mask PNGs), for any format; when given, the returned images carry the
+    predictions (with scores) instead of the ground truth. errors: None raises the first
+    DatasetError; a list collects ``(path, message)`` per unreadable image, file or instance and
+    loads the rest. progress: progress(done, total). options: passed to the format's reader
+    (cityscapes: ``split``).
+    """
+    path = Path(path)
+    format = format or ("coco" if annotations is not None else guess_format(path))
+    if format == "coco":
+        ann_file, images_dir = _coco_annotations(path, annotations)
+        from .coco import images_from_folder, read_coco
+        if ann_file is None:
+            dataset = images_from_folder(images_dir, errors=errors, progress=progress)
+        else:
+            dataset = read_coco(ann_file, images_dir, errors=errors, progress=progress)
+    elif format == "labelme":
+        from .labelme import read_labelme
+        dataset = read_labelme(path, errors=errors, progress=progress)
+    elif format == "cityscapes":
+        from .cityscapes import read_cityscapes
+        dataset = read_cityscapes(path, errors=errors, progress=progress, **options)
+    else:
+        raise DatasetError(f"{path}: unknown dataset format {format!r} (expected one of {', '.join(FORMATS)})")
+    if predictions is None:
+        return dataset
+    predictions = Path(predictions)
+    if predictions.is_dir():
+        from .cityscapes import read_cityscapes_results
+        return read_cityscapes_results(predictions, dataset, errors=errors)
+    from .coco import read_coco_results
+    return read_coco_results(predictions, dataset, errors=errors)
+
+
+def save_dataset(dataset: Dataset, out: str | Path, format: str, progress=None, **options) -> list[Path]:
+    """Write ``dataset`` in ``format``; returns the files written (each written atomically).
+
+    coco: ``out`` is the annotations JSON path, or a folder that gets ``annotations.json``;
+    options ``polygons=False``, ``results=False`` (True: a results list for evaluation instead of
+    an annotations file; an annotations file keeps scores too, in a ``score`` key). labelme: ``out`` is a folder; option ``copy_images=False``.
+    cityscapes: ``out`` is the root folder; options ``category_map``, ``split``, ``copy_images``
+    (see ``bpr_studio.io.cityscapes.write_cityscapes``).
+    """
+    out = Path(out)
+    if format == "coco":
+        from .coco import write_coco, write_coco_results
+        target = out if out.suffix.lower() == ".json" else out / "annotations.json"
+        if options.pop("results", False):
+            written = [write_coco_results(dataset, target, **options)]
+        else:
+            written = [write_coco(dataset, target, **options)]
+        if progress:
+            progress(1, 1)
+        return written
+    if format == "labelme":
+        from .labelme import write_labelme
+        return write_labelme(dataset, out, progress=progress, **options)
+    if format == "cityscapes":
+        from .cityscapes import write_cityscapes
+        return write_cityscapes(dataset, out, progress=progress, **options)
+    raise DatasetError(f"{out}: unknown dataset format {format!r} (expected one of {', '.join(FORMATS)})")

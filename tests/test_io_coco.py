@@ -1,0 +1,265 @@
+"""COCO in and out, checked with pycocotools' own COCO and COCOeval."""
+
+import copy
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from bpr_studio.io.coco import images_from_folder, read_coco, read_coco_results, write_coco, write_coco_results
+from bpr_studio.io.dataset import Dataset, ImageRecord, Instance, encode_rle
+from bpr_studio.io.errors import DatasetError
+
+H, W = 48, 64
+
+
+def shapes() -> list[np.ndarray]:
+    """(H, W) bool masks: a ring (hole), two separate blobs, a noisy blob with many holes, a thin line."""
+    ring = np.zeros((H, W), np.uint8)
+    cv2.circle(ring, (20, 20), 15, 1, -1)
+    cv2.circle(ring, (20, 20), 6, 0, -1)
+    parts = np.zeros((H, W), np.uint8)
+    cv2.rectangle(parts, (40, 5), (60, 15), 1, -1)
+    cv2.rectangle(parts, (45, 30), (55, 45), 1, -1)
+    noisy = np.random.default_rng(1).random((H, W)) < 0.6
+    noisy[:20] = False
+    line = np.zeros((H, W), bool)
+    line[2, 30:50] = True
+    return [ring.astype(bool), parts.astype(bool), noisy, line]
+
+
+def make_dataset(folder: Path, scores=False) -> Dataset:
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset = Dataset(categories={1: "person", 2: "car"})
+    for k in range(2):
+        path = folder / f"img{k}.png"
+        cv2.imwrite(str(path), np.full((H, W, 3), 40 * k, np.uint8))
+        record = ImageRecord(path=path, width=W, height=H, image_id=10 + k)
+        for n, mask in enumerate(shapes()):
+            record.instances.append(Instance.from_mask(np.roll(mask, k, axis=1), 1 + n % 2,
+                                                       score=0.9 - n / 10 if scores else None))
+        dataset.images.append(record)
+    return dataset
+
+
+def test_reads_labelme_converter_file_like_pycocotools(voc_dir):
+    path = voc_dir / "data_dataset_coco" / "annotations.json"
+    dataset = read_coco(path)
+    coco = COCO(str(path))
+    assert dataset.categories[0] == "_background_" and dataset.categories[15] == "person"
+    assert [r.image_id for r in dataset.images] == [0, 1, 2]
+    assert all(r.path.is_file() for r in dataset.images)
+    assert sum(len(r.instances) for r in dataset.images) == 12
+    for record in dataset.images:
+        for inst in record.instances:
+            ann = coco.anns[inst.source_id]
+            assert inst.category_id == ann["category_id"] and (inst.mask == coco.annToMask(ann).astype(bool)).all()
+
+
+@pytest.mark.parametrize("polygons", [False, True])
+def test_export_loads_in_pycocotools_and_scores_ap_one(tmp_path, polygons):
+    dataset = make_dataset(tmp_path / "img")
+    write_coco(dataset, tmp_path / "gt.json", polygons=polygons)
+    write_coco_results(dataset, tmp_path / "res.json")
+    gt = COCO(str(tmp_path / "gt.json"))
+    for record in dataset.images:
+        anns = gt.loadAnns(gt.getAnnIds(imgIds=[record.image_id]))
+        assert len(anns) == len(record.instances)
+        for ann, inst in zip(anns, record.instances):
+            assert (gt.annToMask(ann).astype(bool) == inst.mask).all()  # holes and parts included
+            assert ann["area"] == inst.mask.sum()
+        if polygons:
+            assert all(isinstance(a["segmentation"], list) for a in anns)
+    evaluator = COCOeval(gt, gt.loadRes(str(tmp_path / "res.json")), "segm")
+    evaluator.params.areaRng = [[0, 1e10]]  # one area range: the masks here are all "small"
+    evaluator.params.areaRngLbl = ["all"]
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    assert evaluator.stats[0] == pytest.approx(1.0)
+
+
+def test_write_read_keeps_ids_scores_and_extra_keys(tmp_path):
+    dataset = make_dataset(tmp_path / "img", scores=True)
+    for n, inst in enumerate(dataset.images[0].instances):
+        inst.source_id = 100 + n
+        inst.attributes = {"note": f"n{n}"}
+    write_coco(dataset, tmp_path / "out" / "a.json")
+    back = read_coco(tmp_path / "out" / "a.json")
+    assert [r.image_id for r in back.images] == [10, 11]
+    assert [r.path.resolve() for r in back.images] == [r.path.resolve() for r in dataset.images]
+    first = back.images[0].instances
+    assert [i.source_id for i in first] == [100, 101, 102, 103]
+    assert [i.attributes for i in first] == [{"note": f"n{n}"} for n in range(4)]
+    assert [i.score for r in back.images for i in r.instances] == [i.score for r in dataset.images for i in r.instances]
+    ids = [i.source_id for r in back.images for i in r.instances]
+    assert len(set(ids)) == len(ids) and 0 not in ids  # COCOeval reads id 0 as "no match"
+
+
+def _coco_file(tmp_path: Path, annotations: list, width=W, height=H, name="a.png") -> Path:
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((H, W, 3), np.uint8))
+    data = {"images": [{"id": 1, "file_name": name, "width": width, "height": height}],
+            "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_reads_uncompressed_and_compressed_rle_and_crowd(tmp_path):
+    mask = shapes()[0]
+    uncompressed = {"size": [H, W], "counts": []}
+    flat = mask.flatten(order="F")
+    value, run = False, 0
+    for pixel in flat:
+        if pixel != value:
+            uncompressed["counts"].append(run)
+            value, run = pixel, 0
+        run += 1
+    uncompressed["counts"].append(run)
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": uncompressed, "iscrowd": 1},
+            {"id": 2, "image_id": 1, "category_id": 1, "segmentation": encode_rle(mask), "iscrowd": 0}]
+    dataset = read_coco(_coco_file(tmp_path, anns))
+    a, b = dataset.images[0].instances
+    assert a.iscrowd and not b.iscrowd
+    assert (a.mask == mask).all() and (b.mask == mask).all()
+
+
+GOOD = {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 20, 1, 20, 20]], "iscrowd": 0}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"segmentation": [[1, 1, 20, 1]]}, r"annotation id 7 \(image a.png\), polygon 0: polygon has 2 points"),
+    ({"category_id": 9}, r"annotation id 7 \(image a.png\): unknown category id 9"),
+    ({"segmentation": {"size": [H + 1, W], "counts": "abc"}}, r"annotation id 7 .*RLE size \[49, 64\] disagrees"),
+    ({"segmentation": {"size": [H, W], "counts": [5, 5]}}, r"annotation id 7 .*RLE covers 10 pixels"),
+    ({"segmentation": {"size": [H, W], "counts": "0\x7f"}}, r"annotation id 7 .*malformed"),
+    ({"image_id": 5}, r"annotation id 7 refers to unknown image id 5"),
+    ({"segmentation": [[1, 1, 1e9, 1, 20, 20]]}, r"annotation id 7 .*far outside"),
+])
+def test_bad_annotations_name_file_and_instance(tmp_path, change, message):
+    path = _coco_file(tmp_path, [dict(GOOD, **change)])
+    with pytest.raises(DatasetError, match=message) as info:
+        read_coco(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_image_and_wrong_size_name_the_image(tmp_path):
+    with pytest.raises(DatasetError, match=r"b.png: image file not found"):
+        read_coco(_coco_file(tmp_path, [GOOD], name="b.png"))
+    with pytest.raises(DatasetError, match=r"a.png: image is 64x48 pixels, but the dataset file says 65x48"):
+        read_coco(_coco_file(tmp_path, [GOOD], width=W + 1))
+
+
+def test_truncated_json_is_an_error(tmp_path):
+    path = _coco_file(tmp_path, [GOOD])
+    path.write_text(path.read_text()[:-20])
+    with pytest.raises(DatasetError, match=r"ann.json: not valid JSON .*truncated"):
+        read_coco(path)
+
+
+def test_errors_list_collects_and_skips(tmp_path):
+    path = _coco_file(tmp_path, [GOOD, dict(GOOD, id=8, category_id=9)])
+    errors = []
+    dataset = read_coco(path, errors=errors)
+    assert [i.source_id for i in dataset.images[0].instances] == [7]
+    assert len(errors) == 1 and errors[0][0] == path and "annotation id 8" in errors[0][1]
+
+
+def test_results_match_by_image_id_file_name_and_folder_rules(tmp_path):
+    dataset = make_dataset(tmp_path / "img", scores=True)
+    write_coco(dataset, tmp_path / "gt.json")
+    write_coco_results(dataset, tmp_path / "res.json")
+    gt = read_coco(tmp_path / "gt.json")
+    preds = read_coco_results(tmp_path / "res.json", gt)
+    assert [len(r.instances) for r in preds.images] == [4, 4]
+    assert [i.score for i in preds.images[1].instances] == [i.score for i in dataset.images[1].instances]
+
+    # without the annotations file: file_name finds the image
+    folder = images_from_folder(tmp_path / "img")
+    assert [r.image_id for r in folder.images] == [0, 1]
+    preds = read_coco_results(tmp_path / "res.json", folder)
+    assert [len(r.instances) for r in preds.images] == [4, 4]
+    assert preds.categories == {1: "1", 2: "2"}
+
+    # without file_name: image_id against the folder's ids (position in sorted order)
+    entries = json.loads((tmp_path / "res.json").read_text())
+    for e in entries:
+        del e["file_name"]
+        e["image_id"] -= 10
+    (tmp_path / "res2.json").write_text(json.dumps(entries))
+    assert [len(r.instances) for r in read_coco_results(tmp_path / "res2.json", folder).images] == [4, 4]
+    entries[3]["image_id"] = 99
+    (tmp_path / "res2.json").write_text(json.dumps(entries))
+    with pytest.raises(DatasetError, match=r"res2.json: result 3: no image found for image_id 99"):
+        read_coco_results(tmp_path / "res2.json", folder)
+
+
+def test_numeric_file_names_give_coco_ids(tmp_path):
+    for name in ("000000000139.jpg", "000000000285.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
+    assert [r.image_id for r in images_from_folder(tmp_path).images] == [139, 285]
+
+
+# ---- fuzz: the reader raises DatasetError or nothing -------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 100) | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12)
+numbers = st.integers(-3, 70) | st.floats(-1e12, 1e12) | st.sampled_from([float("nan"), float("inf")])
+polygon = st.lists(numbers, max_size=10)
+rle = st.fixed_dictionaries({"size": st.sampled_from([[H, W], [W, H], [H], "x"]),
+                             "counts": st.text(max_size=12) | st.lists(st.integers(-2, 3100), max_size=5)})
+annotation = st.fixed_dictionaries(
+    {"id": st.integers(0, 3), "image_id": st.sampled_from([1, 2, "1", None]),
+     "category_id": st.sampled_from([1, 2, True, "1"]),
+     "segmentation": st.lists(polygon, max_size=3) | rle | json_values,
+     "iscrowd": st.sampled_from([0, 1, 2, None]), "score": st.none() | numbers | st.text(max_size=2)})
+image = st.fixed_dictionaries({"id": st.sampled_from([1, 2, "1", None, 1.5]),
+                               "file_name": st.sampled_from(["a.png", "b.png", "", 3]),
+                               "width": st.sampled_from([W, W + 1, 0, "64"]), "height": st.sampled_from([H, -1])})
+document = st.fixed_dictionaries({"images": st.lists(image, max_size=3) | json_values,
+                                  "annotations": st.lists(annotation, max_size=4) | json_values,
+                                  "categories": st.sampled_from([[{"id": 1, "name": "x"}], [{"id": 1}], {}, [1]])})
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    cv2.imwrite(str(folder / "a.png"), np.zeros((H, W, 3), np.uint8))
+    (folder / "b.png").write_bytes(b"not an image")
+    return folder
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=document | json_values, cut=st.none() | st.integers(0, 200))
+def test_fuzz_coco_reader_raises_only_dataset_error(fuzz_dir, data, cut):
+    text = json.dumps(data)
+    path = fuzz_dir / "fuzz.json"
+    path.write_text(text if cut is None else text[:cut])
+    try:
+        dataset = read_coco(path)
+    except DatasetError:
+        return
+    for record in dataset.images:
+        for inst in record.instances:
+            assert inst.mask.shape == (record.height, record.width)
+
+
+@settings(max_examples=100, deadline=None)
+@given(entries=st.lists(annotation | json_values, max_size=4) | json_values)
+def test_fuzz_coco_results_reader_raises_only_dataset_error(fuzz_dir, entries):
+    images = Dataset(images=[ImageRecord(path=fuzz_dir / "a.png", width=W, height=H, image_id=1)],
+                     categories={1: "x"})
+    path = fuzz_dir / "fuzz_results.json"
+    path.write_text(json.dumps(copy.deepcopy(entries)))
+    try:
+        read_coco_results(path, images)
+    except DatasetError:
+        pass

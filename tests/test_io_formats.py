@@ -1,0 +1,121 @@
+"""load_dataset / save_dataset across formats, per-image error collection, atomic writes, the convert command."""
+
+import json
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from bpr_studio.cli import main
+from bpr_studio.io.atomic import atomic_write_json, atomic_write_text
+from bpr_studio.io.coco import read_coco
+from bpr_studio.io.errors import DatasetError
+from bpr_studio.io.formats import guess_format, load_dataset, save_dataset
+
+
+def test_guesses_each_format(voc_dir, tmp_path):
+    assert guess_format(voc_dir / "data_dataset_coco" / "annotations.json") == "coco"
+    assert guess_format(voc_dir / "data_dataset_coco") == "coco"
+    assert guess_format(voc_dir / "data_annotated") == "labelme"
+    assert guess_format(voc_dir / "data_annotated" / "2011_000003.json") == "labelme"
+    save_dataset(load_dataset(voc_dir / "data_annotated"), tmp_path / "cs", "cityscapes",
+                 category_map={"bottle": "-", "chair": "-", "sofa": "-", "__ignore__": "-"})
+    assert guess_format(tmp_path / "cs") == "cityscapes"
+    assert [len(r.instances) for r in load_dataset(tmp_path / "cs").images] == [2, 4, 3]
+
+
+def test_coco_with_images_folder_and_predictions(voc_dir, tmp_path):
+    images = voc_dir / "data_dataset_coco" / "JPEGImages"
+    gt = load_dataset(voc_dir / "data_dataset_coco" / "annotations.json")
+    # an annotations file whose file_name is relative to another folder
+    data = json.loads((voc_dir / "data_dataset_coco" / "annotations.json").read_text())
+    for image in data["images"]:
+        image["file_name"] = image["file_name"].split("/")[-1]
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    moved = load_dataset(images, annotations=tmp_path / "ann.json")
+    assert [r.path for r in moved.images] == [r.path for r in gt.images]
+    # predictions on a bare folder of images (the refine CLI's case)
+    for record in gt.images:
+        for inst in record.instances:
+            inst.score = 0.75
+    save_dataset(gt, tmp_path / "res.json", "coco", results=True)
+    predictions = load_dataset(images, format="coco", predictions=tmp_path / "res.json")
+    assert sorted(len(r.instances) for r in predictions.images) == [3, 3, 6]
+    assert all(i.score == 0.75 for r in predictions.images for i in r.instances)
+
+
+def test_corrupt_image_is_listed_and_the_rest_loads(voc_dir, tmp_path):
+    shutil.copytree(voc_dir / "data_dataset_coco", tmp_path / "coco")
+    broken = tmp_path / "coco" / "JPEGImages" / "2011_000025.jpg"
+    os.chmod(broken, 0o644)
+    broken.write_bytes(b"\xff\xd8 truncated")
+    errors = []
+    dataset = load_dataset(tmp_path / "coco" / "annotations.json", errors=errors)
+    assert [r.path.name for r in dataset.images] == ["2011_000003.jpg", "2011_000006.jpg"]
+    assert [(p.name, "not a readable image" in m) for p, m in errors] == [("2011_000025.jpg", True)]
+    with pytest.raises(DatasetError, match="2011_000025.jpg: not a readable image"):
+        load_dataset(tmp_path / "coco" / "annotations.json")
+
+
+def test_atomic_write_keeps_the_old_file_when_it_fails(tmp_path, monkeypatch):
+    path = tmp_path / "a.json"
+    atomic_write_json(path, {"v": 1})
+    with pytest.raises(ValueError):
+        atomic_write_json(path, {"v": float("nan")})
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(path, "new")
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_convert_command_for_each_format(voc_dir, tmp_path, capsys):
+    src = str(voc_dir / "data_annotated")
+    assert main(["convert", "--from", "labelme", src, "--to", "coco", str(tmp_path / "a.json"), "--polygons"]) == 0
+    assert sum(len(r.instances) for r in read_coco(tmp_path / "a.json").images) == 14
+    assert main(["convert", "--from", "coco", str(tmp_path / "a.json"), "--to", "labelme", str(tmp_path / "lm")]) == 0
+    assert sorted(p.name for p in (tmp_path / "lm").glob("*.json")) == ["2011_000003.json", "2011_000006.json",
+                                                                       "2011_000025.json"]
+    assert main(["convert", "--from", "labelme", str(tmp_path / "lm"), "--to", "cityscapes", str(tmp_path / "cs")]) == 2
+    assert "'bottle' (id 2)" in capsys.readouterr().err
+    assert not (tmp_path / "cs").exists()
+    maps = sum((["--category-map", f"{n}=-"] for n in ("bottle", "chair", "sofa", "__ignore__")), [])
+    assert main(["convert", "--from", "labelme", str(tmp_path / "lm"), "--to", "cityscapes", str(tmp_path / "cs")] + maps) == 0
+    assert main(["convert", "--from", "cityscapes", str(tmp_path / "cs"), "--to", "coco", str(tmp_path / "b")]) == 0
+    names = {d["name"] for d in json.loads((tmp_path / "b" / "annotations.json").read_text())["categories"]}
+    assert {"person", "bus", "car"} <= names
+
+
+def test_convert_skip_bad_lists_problems(voc_dir, tmp_path, capsys):
+    shutil.copytree(voc_dir / "data_annotated", tmp_path / "lm")
+    os.chmod(tmp_path / "lm" / "2011_000006.json", 0o644)
+    (tmp_path / "lm" / "2011_000006.json").write_text("{")
+    args = ["convert", "--from", "labelme", str(tmp_path / "lm"), "--to", "coco", str(tmp_path / "a.json")]
+    assert main(args) == 2
+    assert main(args + ["--skip-bad"]) == 1
+    assert "skipped: " in capsys.readouterr().err
+    # the broken JSON's image is left out too, so no export can blank that JSON
+    assert [r.path.name for r in read_coco(tmp_path / "a.json").images] == ["2011_000003.jpg", "2011_000025.jpg"]
+
+
+def test_images_folder_without_annotations(tmp_path):
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.zeros((4, 5, 3), np.uint8))
+    dataset = load_dataset(tmp_path, format="coco")
+    assert [(r.width, r.height, r.image_id, r.instances) for r in dataset.images] == [(5, 4, k, []) for k in range(3)]
+
+
+def test_convert_a_results_file_with_its_images(voc_dir, tmp_path):
+    dataset = load_dataset(voc_dir / "data_dataset_coco" / "annotations.json")
+    for record in dataset.images:
+        for inst in record.instances:
+            inst.score = 0.5
+    save_dataset(dataset, tmp_path / "res.json", "coco", results=True)
+    images = str(voc_dir / "data_dataset_coco" / "JPEGImages")
+    assert main(["convert", "--from", "coco", str(tmp_path / "res.json"), "--to", "labelme", str(tmp_path / "lm")]) == 2
+    assert main(["convert", "--from", "coco", str(tmp_path / "res.json"), "--images", images,
+                 "--to", "labelme", str(tmp_path / "lm")]) == 0
+    shapes = [s for p in (tmp_path / "lm").glob("*.json") for s in json.loads(p.read_text())["shapes"]]
+    assert shapes and all(s["score"] == 0.5 for s in shapes)
