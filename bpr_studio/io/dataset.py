@@ -28,7 +28,7 @@ def decode_rle(rle: dict) -> np.ndarray:
         rle = mask_utils.frPyObjects(rle, h, w)
     elif isinstance(rle.get("counts"), str):
         rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-    return mask_utils.decode(rle).astype(bool)
+    return mask_utils.decode(rle).view(bool)  # 0/1 uint8 -> bool without a copy
 
 
 @dataclass

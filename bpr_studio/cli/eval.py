@@ -1,0 +1,120 @@
+"""``bpr-studio eval``: a table of COCO mask AP, AF and mean IoU per predictions file (plus refined and oracle rows)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--annotations", required=True, help="COCO ground-truth JSON")
+    parser.add_argument("--images", default=None, help="folder the images' file names are relative to")
+    parser.add_argument("--predictions", nargs="+", required=True,
+                        help="COCO results JSON files; the first is the baseline the others are compared with")
+    parser.add_argument("--refine", nargs="?", const="default", default=None, metavar="WEIGHTS",
+                        help="add a row: the first predictions refined with BPR (the shipped model, or WEIGHTS)")
+    parser.add_argument("--oracle", type=float, action="append", default=[], choices=(1, 2, 3),
+                        help="add a row: the first predictions with the pixels within DIST px of their "
+                             "boundary replaced by ground truth (repeatable)")
+    parser.add_argument("--input-size", type=int, default=128, help="refinement network input (default 128)")
+    parser.add_argument("--nms-thr", type=float, default=0.25, help="refinement patch NMS threshold (default 0.25)")
+    parser.add_argument("--json", default=None, help="also write the table as JSON to this file")
+
+
+def refine_dataset(ground_truth, predictions, weights=None, input_size: int = 128, nms_thr: float = 0.25,
+                   progress: bool = True):
+    """Dataset of the predictions refined by BPR (categories and scores kept)."""
+    from tqdm import tqdm
+
+    from ..core.config import RefinerConfig
+    from ..core.refiner import Refiner
+    from ..io.dataset import Dataset, ImageRecord, Instance
+    from ..io.images import read_image
+
+    refiner = Refiner(RefinerConfig(input_size=input_size, nms_thr=nms_thr), weights=weights, device="auto")
+    images = []
+    for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="refine", disable=not progress):
+        out = []
+        if p.instances:
+            refined = refiner.refine(read_image(g.path), p.masks())
+            out = [Instance.from_mask(r.mask, inst.category_id, score=inst.score)
+                   for r, inst in zip(refined, p.instances)]
+        images.append(ImageRecord(path=p.path, width=p.width, height=p.height, instances=out, image_id=p.image_id))
+    return Dataset(images=images, categories=dict(predictions.categories))
+
+
+def score_table(ground_truth, rows: list[tuple[str, object]]) -> list[dict]:
+    """Score each (name, predictions Dataset); returns one dict per row with the metrics (AP values
+    and AF, mIoU in percent) and, for rows after the first, the share of instances worse / better by
+    more than one IoU point than in the first row."""
+    from ..core.evaluate import evaluate, share_changed
+
+    sizes = [(r.height, r.width) for r in ground_truth.images]
+    gts = [r.instances for r in ground_truth.images]
+    table, base = [], None
+    for name, predictions in rows:
+        scores = evaluate(sizes, gts, [r.instances for r in predictions.images])
+        row = {"name": name, **{k: (100 * v if v >= 0 else None) for k, v in scores.as_dict().items()},
+               "instances": int(scores.ious.size)}
+        if base is None:
+            base = scores.ious
+        else:
+            worse, better = share_changed(base, scores.ious)
+            row.update(worse=100 * worse, better=100 * better)
+        table.append(row)
+    return table
+
+
+def format_table(table: list[dict]) -> str:
+    """The table as aligned text; columns in percent; 'gain/oracle' = share of the oracle's gain over
+    the first row (AP and AF) that each row achieves, when an oracle row is present (the 2-px one
+    if there is one)."""
+    oracles = [r for r in table if r["name"].startswith("oracle")]
+    oracle = next((r for r in oracles if r["name"].startswith("oracle 2px")), oracles[0] if oracles else None)
+    head = ["predictions", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AF", "mIoU", "worse>1pt", "better>1pt"]
+    if oracle is not None:
+        which = oracle["name"].split()[1]
+        head += [f"AP gain/oracle {which}", f"AF gain/oracle {which}"]
+    lines = [head]
+    base = table[0]
+    for r in table:
+        cells = [r["name"]] + [("-" if r[k] is None else f"{r[k]:.1f}")
+                               for k in ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l", "af", "miou")]
+        cells += [f"{r[k]:.1f}" if k in r else "" for k in ("worse", "better")]
+        if oracle is not None:
+            for k in ("ap", "af"):
+                gap = oracle[k] - base[k]
+                cells.append(f"{100 * (r[k] - base[k]) / gap:.0f}%" if r is not base and abs(gap) > 1e-9 else "")
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..io.atomic import atomic_write_json
+    from ..io.coco import read_coco, read_coco_results
+    from .oracle import oracle_dataset
+
+    ground_truth = read_coco(args.annotations, args.images)
+    rows = [(Path(p).name, read_coco_results(p, ground_truth)) for p in args.predictions]
+    first_name, first = rows[0]
+    if args.refine is not None:
+        weights = None if args.refine == "default" else args.refine
+        label = "shipped model" if weights is None else Path(weights).name
+        rows.append((f"{first_name} + BPR ({label})",
+                     refine_dataset(ground_truth, first, weights, args.input_size, args.nms_thr)))
+    for dist in args.oracle:
+        rows.append((f"oracle {dist:g}px of {first_name}", oracle_dataset(ground_truth, first, dist)))
+    table = score_table(ground_truth, rows)
+    n = table[0]["instances"]
+    print(f"{args.annotations}: {len(ground_truth.images)} images, {n} ground-truth instances "
+          f"(AP: COCO mask AP; AF: boundary F-score, 1 px, over IoU 0.50:0.95; mIoU: best IoU per instance; "
+          f"worse/better: share of instances whose IoU moved > 1 point vs the first row; all in %)")
+    print(format_table(table))
+    if args.json:
+        atomic_write_json(args.json, table, indent=1)
+    sys.stdout.flush()
+    return 0

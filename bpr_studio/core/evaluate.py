@@ -1,0 +1,193 @@
+"""Evaluation of instance predictions: COCO mask AP (pycocotools), AF, per-instance IoU, and the boundary oracle.
+
+Inputs are per-image lists of instance-like objects: anything with ``rle`` (a COCO RLE dict of the
+(H, W) mask), ``category_id`` and, for ground truth, ``iscrowd``, for predictions ``score``
+(``bpr_studio.io.dataset.Instance`` fits).
+
+- AP, AP50, AP75, AP_S, AP_M, AP_L: pycocotools' ``COCOeval`` with ``iouType="segm"`` (-1 where a
+  size range holds no ground truth).
+- AF: at each IoU threshold 0.50:0.05:0.95, the true-positive pairs that COCOeval matched (area
+  range "all", 100 detections) are scored with the boundary F-score at a 1-pixel tolerance; the
+  mean over those pairs (0 when there are none) is averaged over the ten thresholds.
+- mIoU: for every non-crowd ground-truth instance, the IoU of its best same-category prediction (0
+  when there is none), averaged. These per-instance IoUs also compare two prediction sets
+  (share of instances made worse or better by more than a margin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from .metrics import boundary_f_score
+
+
+def _rle(rle: dict) -> dict:
+    """A compressed RLE that pycocotools accepts (counts as bytes)."""
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        h, w = rle["size"]
+        return mask_utils.frPyObjects(rle, h, w)
+    if isinstance(counts, str):
+        return {"size": list(rle["size"]), "counts": counts.encode("ascii")}
+    return rle
+
+
+@dataclass
+class Scores:
+    """Scores of one prediction set. AP values are fractions (COCO's, -1 = no ground truth in
+    range); af, miou in [0, 1]; ious: (N,) float64 best IoU per non-crowd ground-truth instance, in
+    image then instance order."""
+
+    ap: float
+    ap50: float
+    ap75: float
+    ap_s: float
+    ap_m: float
+    ap_l: float
+    af: float
+    miou: float
+    ious: np.ndarray = field(repr=False)
+
+    def as_dict(self) -> dict:
+        return {k: float(getattr(self, k)) for k in ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l", "af", "miou")}
+
+
+def _coco_objects(sizes, ground_truth, predictions) -> tuple[COCO, COCO | None, dict, dict]:
+    """In-memory pycocotools COCO objects for ground truth and predictions (None when there are no
+    predictions), plus {annotation id: rle} of each."""
+    images, anns, dets, cats = [], [], [], set()
+    gt_rles, dt_rles = {}, {}
+    for image_id, ((h, w), gts, preds) in enumerate(zip(sizes, ground_truth, predictions), start=1):
+        images.append({"id": image_id, "height": int(h), "width": int(w)})
+        for inst in gts:
+            rle = _rle(inst.rle)
+            ann_id = len(anns) + 1
+            gt_rles[ann_id] = rle
+            cats.add(int(inst.category_id))
+            anns.append({"id": ann_id, "image_id": image_id, "category_id": int(inst.category_id),
+                         "segmentation": rle, "area": float(mask_utils.area(rle)),
+                         "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": int(bool(inst.iscrowd))})
+        for inst in preds:
+            rle = _rle(inst.rle)
+            dets.append({"image_id": image_id, "category_id": int(inst.category_id), "segmentation": rle,
+                         "score": float(inst.score if inst.score is not None else 1.0)})
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in sorted(cats)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(dets) if dets else None
+    if dt is not None:
+        dt_rles = {d["id"]: d["segmentation"] for d in dt.dataset["annotations"]}
+    return gt, dt, gt_rles, dt_rles
+
+
+def instance_ious(ground_truth, predictions) -> np.ndarray:
+    """(N,) float64: for each non-crowd ground-truth instance (image then instance order), the IoU
+    of its best same-category prediction in the same image, 0 when there is none."""
+    out = []
+    for gts, preds in zip(ground_truth, predictions):
+        for g in gts:
+            if g.iscrowd:
+                continue
+            same = [_rle(p.rle) for p in preds if p.category_id == g.category_id]
+            if not same:
+                out.append(0.0)
+                continue
+            out.append(float(np.max(mask_utils.iou(same, [_rle(g.rle)], [0]))))
+    return np.asarray(out, np.float64)
+
+
+def evaluate(sizes: list[tuple[int, int]], ground_truth: list[list], predictions: list[list],
+             tolerance: float = 1.0) -> Scores:
+    """Score predictions against ground truth.
+
+    sizes: (H, W) of every image. ground_truth, predictions: per image, a list of instance-like
+    objects (see the module docstring). tolerance: boundary F-score tolerance in pixels.
+    """
+    if not (len(sizes) == len(ground_truth) == len(predictions)):
+        raise ValueError(f"got {len(sizes)} image sizes, {len(ground_truth)} ground-truth and "
+                         f"{len(predictions)} prediction lists; expected one of each per image")
+    ious = instance_ious(ground_truth, predictions)
+    miou = float(ious.mean()) if ious.size else 0.0
+    gt, dt, gt_rles, dt_rles = _coco_objects(sizes, ground_truth, predictions)
+    if dt is None or not gt_rles:
+        return Scores(0.0, 0.0, 0.0, -1.0, -1.0, -1.0, 0.0, miou, ious)
+    ev = COCOeval(gt, dt, iouType="segm")
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    af = _average_f(ev, gt_rles, dt_rles, tolerance)
+    s = [float(v) for v in ev.stats[:6]]
+    return Scores(s[0], s[1], s[2], s[3], s[4], s[5], af, miou, ious)
+
+
+def _average_f(ev: COCOeval, gt_rles: dict, dt_rles: dict, tolerance: float) -> float:
+    """AF: mean over IoU thresholds of the mean boundary F-score of that threshold's true positives."""
+    thresholds = ev.params.iouThrs
+    all_range = ev.params.areaRng[ev.params.areaRngLbl.index("all")]
+    cache: dict[tuple[int, int], float] = {}
+    per_threshold = [[] for _ in thresholds]
+    for e in ev.evalImgs:
+        if e is None or list(e["aRng"]) != list(all_range):
+            continue
+        for t in range(len(thresholds)):
+            for d, dt_id in enumerate(e["dtIds"]):
+                gt_id = int(e["dtMatches"][t, d])
+                if gt_id == 0 or e["dtIgnore"][t, d]:
+                    continue
+                key = (int(dt_id), gt_id)
+                if key not in cache:
+                    cache[key] = boundary_f_score(mask_utils.decode(dt_rles[key[0]]).astype(bool),
+                                                  mask_utils.decode(gt_rles[gt_id]).astype(bool), tolerance)
+                per_threshold[t].append(cache[key])
+    return float(np.mean([np.mean(v) if v else 0.0 for v in per_threshold]))
+
+
+def share_changed(before: np.ndarray, after: np.ndarray, margin: float = 0.01) -> tuple[float, float]:
+    """(share worse, share better): fractions of instances whose IoU fell / rose by more than
+    ``margin`` (0.01 = one IoU point). before, after: (N,) per-instance IoUs of the same instances."""
+    if before.shape != after.shape:
+        raise ValueError(f"per-instance IoUs of {before.shape} and {after.shape}; expected the same instances")
+    if before.size == 0:
+        return 0.0, 0.0
+    return float(np.mean(after < before - margin)), float(np.mean(after > before + margin))
+
+
+def oracle_mask(pred: np.ndarray, gt: np.ndarray, dist: float) -> np.ndarray:
+    """The boundary oracle of BPR's Table 1: predicted pixels near the predicted boundary take the
+    ground truth's value.
+
+    pred, gt: (H, W) bool. dist: distance in pixels. A foreground pixel is near the boundary when a
+    background pixel lies within ``dist`` (Euclidean, between pixel centres), and the other way
+    round, so ``dist=1`` replaces the one-pixel bands on both sides of the boundary. The image
+    border is not a boundary. Returns (H, W) bool.
+    """
+    out = pred.copy()
+    rows = np.flatnonzero(pred.any(axis=1))
+    if rows.size == 0:
+        return out
+    cols = np.flatnonzero(pred.any(axis=0))
+    m = int(np.ceil(dist)) + 1
+    height, width = pred.shape
+    win = (slice(max(rows[0] - m, 0), min(rows[-1] + 1 + m, height)),
+           slice(max(cols[0] - m, 0), min(cols[-1] + 1 + m, width)))
+    p = pred[win].astype(np.uint8)
+    # distance of every pixel to the nearest pixel of the other value; a constant window has none
+    to_bg = cv2.distanceTransform(p, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) if (p == 0).any() else None
+    to_fg = cv2.distanceTransform(1 - p, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) if p.any() else None
+    band = np.zeros(p.shape, bool)
+    if to_bg is not None:
+        band |= (p == 1) & (to_bg <= dist)
+    if to_fg is not None:
+        band |= (p == 0) & (to_fg <= dist)
+    out[win][band] = gt[win][band]
+    return out

@@ -1,0 +1,360 @@
+"""Training of the refinement network: patch sets from ground truth + predictions, the BPR recipe, checkpoints.
+
+Patches (as the reference BPR makes its training set): every predicted instance whose best IoU
+with a same-class, non-crowd ground-truth instance exceeds 0.5 gives boundary patches
+(:func:`bpr_studio.core.patches.boundary_patches`, NMS 0.25); each patch carries the image crop,
+the predicted (coarse) mask crop and the matched ground-truth crop as the target. They are kept
+at patch resolution as uint8 in a :class:`PatchSet`, which can be saved to an ``.npz`` file so a
+long run spends its CPU on the network only.
+
+Recipe (the reference's): 2-class cross-entropy at input resolution, SGD lr 0.01, momentum 0.9,
+weight decay 5e-4, poly decay with power 0.9 (down to 1e-4), random horizontal and vertical flips
+and photometric distortion (brightness +-32, contrast and saturation x0.5-1.5). The schedule's
+progress is ``max(iteration / iters, elapsed / max_seconds)``, so a run given a time budget still
+ends with a decayed learning rate.
+
+Checkpoints ``<out>.ckpt`` (model, optimizer, iteration, elapsed time, random states) and the
+weights file ``<out>`` (float16, :func:`bpr_studio.core.model.save_weights`) are written
+atomically every ``checkpoint_seconds`` and at the end, so a run can be stopped at any time and
+resumed with ``resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import mask_iou
+from .patches import boundary_patches, crop_boxes, network_inputs
+
+
+class TrainInputError(ValueError):
+    """A patch file or checkpoint that cannot be used, or no training patches at all; the message
+    names the file and what was expected."""
+
+
+@dataclass
+class PatchSet:
+    """Training patches at patch resolution.
+
+    images: (K, P, P, 3) uint8 RGB. coarse: (K, P, P) bool predicted mask. target: (K, P, P) bool
+    ground truth.
+    """
+
+    images: np.ndarray
+    coarse: np.ndarray
+    target: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @classmethod
+    def empty(cls, patch_size: int) -> "PatchSet":
+        p = patch_size
+        return cls(np.zeros((0, p, p, 3), np.uint8), np.zeros((0, p, p), bool), np.zeros((0, p, p), bool))
+
+    @classmethod
+    def concatenate(cls, sets: Iterable["PatchSet"]) -> "PatchSet":
+        sets = list(sets)
+        return cls(np.concatenate([s.images for s in sets]), np.concatenate([s.coarse for s in sets]),
+                   np.concatenate([s.target for s in sets]))
+
+    def subset(self, index: np.ndarray) -> "PatchSet":
+        return PatchSet(self.images[index], self.coarse[index], self.target[index])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to an ``.npz`` file atomically (masks bit-packed)."""
+        path = Path(path)
+        k, p = len(self), self.images.shape[1]
+        arrays = dict(images=self.images, coarse=np.packbits(self.coarse.reshape(k, -1), axis=1),
+                      target=np.packbits(self.target.reshape(k, -1), axis=1), patch_size=np.int32(p))
+        _atomic(path, lambda f: np.savez(f, **arrays))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PatchSet":
+        """Read a file written by :meth:`save`. Raises TrainInputError naming the file if it is not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: patch file not found")
+        try:
+            with np.load(path) as data:
+                p = int(data["patch_size"])
+                images = data["images"]
+                k = len(images)
+                coarse = np.unpackbits(data["coarse"], axis=1, count=p * p).reshape(k, p, p).astype(bool)
+                target = np.unpackbits(data["target"], axis=1, count=p * p).reshape(k, p, p).astype(bool)
+        except (KeyError, ValueError, OSError) as exc:
+            raise TrainInputError(f"{path}: not a BPR Studio patch file ({exc})") from exc
+        return cls(images, coarse, target)
+
+
+def _atomic(path: Path, write: Callable) -> None:
+    """Call ``write(file object)`` on a temporary file in ``path``'s folder, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def match_ground_truth(pred: np.ndarray, pred_categories: list[int], gt: np.ndarray, gt_categories: list[int],
+                       gt_crowd: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best same-class, non-crowd ground truth of every prediction.
+
+    pred: (M, H, W) bool. gt: (N, H, W) bool. Returns (index (M,) int64, -1 where there is no
+    candidate; iou (M,) float64, 0 there).
+    """
+    crowd = gt_crowd or [False] * len(gt)
+    index = np.full(len(pred), -1, np.int64)
+    best = np.zeros(len(pred))
+    for i, (mask, cat) in enumerate(zip(pred, pred_categories)):
+        for j, (g, gcat) in enumerate(zip(gt, gt_categories)):
+            if gcat != cat or crowd[j]:
+                continue
+            iou = mask_iou(mask, g)
+            if iou > best[i]:
+                best[i], index[i] = iou, j
+    return index, best
+
+
+def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], pred: np.ndarray,
+                  pred_categories: list[int], gt_crowd: list[bool] | None = None, patch_size: int = 64,
+                  nms_thr: float = 0.25, iou_thr: float = 0.5) -> PatchSet:
+    """Training patches of one image.
+
+    image: (H, W, 3) uint8 RGB. gt: (N, H, W) bool ground truth with their categories (and crowd
+    flags). pred: (M, H, W) bool predictions with their categories. Predictions whose best IoU
+    with a same-class non-crowd ground truth is at most ``iou_thr`` are skipped.
+    """
+    index, iou = match_ground_truth(pred, pred_categories, gt, gt_categories, gt_crowd)
+    sets = []
+    for mask, j, v in zip(pred, index, iou):
+        if v <= iou_thr:
+            continue
+        boxes = boundary_patches(mask, patch_size, nms_thr)
+        if len(boxes):
+            sets.append(PatchSet(crop_boxes(image, boxes), crop_boxes(mask, boxes), crop_boxes(gt[j], boxes)))
+    return PatchSet.concatenate(sets) if sets else PatchSet.empty(patch_size)
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of a training run.
+
+    model: architecture name. input_size: network input side (patches are resized to it).
+    iters: planned iterations. max_seconds: time budget (None = none); the run stops at whichever
+    comes first and the poly schedule follows the larger progress. batch_size: patches per step.
+    lr, momentum, weight_decay, power, min_lr: SGD and poly schedule. threads: torch CPU threads
+    (0 = torch's default). checkpoint_seconds: interval between checkpoints. val_patches: patches
+    held out to measure validation IoU at each checkpoint. seed: data order, augmentation, init.
+    """
+
+    model: str = "hr18s"
+    input_size: int = 128
+    iters: int = 4000
+    max_seconds: float | None = None
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    power: float = 0.9
+    min_lr: float = 1e-4
+    threads: int = 0
+    checkpoint_seconds: float = 300.0
+    val_patches: int = 256
+    seed: int = 0
+
+
+def augment(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random flips and photometric distortion of a batch.
+
+    images: (B, P, P, 3) uint8; coarse, target: (B, P, P) bool. Returns new arrays of the same
+    shapes and dtypes.
+    """
+    b = len(images)
+    images, coarse, target = images.copy(), coarse.copy(), target.copy()
+    hflip = rng.random(b) < 0.5
+    vflip = rng.random(b) < 0.5
+    for arr in (images, coarse, target):
+        arr[hflip] = arr[hflip][:, :, ::-1]
+        arr[vflip] = arr[vflip][:, ::-1]
+    x = images.astype(np.float32)
+    x += np.where(rng.random(b) < 0.5, rng.uniform(-32, 32, b), 0).astype(np.float32)[:, None, None, None]
+    contrast = np.where(rng.random(b) < 0.5, rng.uniform(0.5, 1.5, b), 1.0).astype(np.float32)
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    x = mean + (x - mean) * contrast[:, None, None, None]
+    saturation = np.where(rng.random(b) < 0.5, rng.uniform(0.5, 1.5, b), 1.0).astype(np.float32)
+    gray = x.mean(axis=3, keepdims=True)
+    x = gray + (x - gray) * saturation[:, None, None, None]
+    return np.clip(x, 0, 255).round().astype(np.uint8), coarse, target
+
+
+def batch_tensors(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,
+                  input_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network input (B, 4, S, S) float32 and target (B, S, S) int64 (1 = foreground), S = input_size;
+    the target is resized bilinearly and thresholded at 0.5."""
+    x = network_inputs(images, coarse, input_size)
+    t = torch.from_numpy(target).unsqueeze(1).float()
+    if t.shape[-1] != input_size:
+        t = F.interpolate(t, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    return x, (t[:, 0] > 0.5).long()
+
+
+def learning_rate(config: TrainConfig, iteration: int, elapsed: float) -> float:
+    """Poly schedule at ``max(iteration / iters, elapsed / max_seconds)``."""
+    progress = iteration / config.iters
+    if config.max_seconds:
+        progress = max(progress, elapsed / config.max_seconds)
+    progress = min(progress, 1.0)
+    return (config.lr - config.min_lr) * (1.0 - progress) ** config.power + config.min_lr
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_size: int = 32) -> dict:
+    """Loss and mean IoU of the refined vs the coarse patches against the targets.
+
+    Returns {"loss", "iou_refined", "iou_coarse"} (means over patches, at patch resolution).
+    """
+    was_training = model.training
+    model.eval()
+    losses, refined_iou, coarse_iou = [], [], []
+    p = patches.images.shape[1]
+    for s in range(0, len(patches), batch_size):
+        sl = slice(s, s + batch_size)
+        x, t = batch_tensors(patches.images[sl], patches.coarse[sl], patches.target[sl], input_size)
+        logits = model(x)
+        losses.append(float(F.cross_entropy(logits, t)) * len(x))
+        prob = torch.softmax(logits, 1)[:, 1:2]
+        if prob.shape[-1] != p:
+            prob = F.interpolate(prob, size=(p, p), mode="bilinear", align_corners=False)
+        refined = (prob[:, 0] > 0.5).numpy()
+        for r, c, g in zip(refined, patches.coarse[sl], patches.target[sl]):
+            refined_iou.append(mask_iou(r, g))
+            coarse_iou.append(mask_iou(c, g))
+    model.train(was_training)
+    n = max(len(patches), 1)
+    return {"loss": sum(losses) / n, "iou_refined": float(np.mean(refined_iou)), "iou_coarse": float(np.mean(coarse_iou))}
+
+
+def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None = None,
+          resume: str | os.PathLike | None = None, progress: bool = True,
+          log: Callable[[str], None] | None = None) -> list[float]:
+    """Train a refinement network on ``patches`` and write its weights to ``out`` (float16).
+
+    resume: a checkpoint ``<out>.ckpt`` of an earlier run (its model, optimizer, iteration and
+    elapsed time are restored; the config given here applies from then on). log: called with one
+    line per log interval and checkpoint (e.g. to append to a log file).
+    Returns the training losses of the iterations run in this call.
+    """
+    from tqdm import tqdm
+
+    from .model import build_model, save_weights
+
+    config = config or TrainConfig()
+    out = Path(out)
+    ckpt_path = out.with_name(out.name + ".ckpt")
+    log = log or (lambda line: None)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if len(patches) == 0:
+        raise TrainInputError("no training patches: no prediction overlaps a same-class ground truth by IoU > 0.5")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(patches))
+    n_val = min(config.val_patches, len(patches) // 5)
+    val, train_set = patches.subset(np.sort(order[:n_val])), patches.subset(np.sort(order[n_val:]))
+
+    model = build_model(config.model)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    iteration, elapsed_before = 0, 0.0
+    if resume is not None:
+        try:
+            state = torch.load(resume, map_location="cpu", weights_only=True)
+        except Exception as exc:  # missing, truncated or foreign file
+            raise TrainInputError(f"{resume}: not a readable training checkpoint ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(state, dict) or "optimizer" not in state:
+            raise TrainInputError(f"{resume}: not a training checkpoint (expected OUT.ckpt written by bpr-studio train)")
+        if state.get("arch") != config.model:
+            raise TrainInputError(f"{resume}: checkpoint of {state.get('arch')}, expected {config.model}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        iteration, elapsed_before = int(state["iteration"]), float(state["elapsed"])
+        rng = np.random.default_rng([config.seed, iteration])
+        torch.manual_seed(config.seed + iteration)
+        log(f"resumed from {resume} at iteration {iteration} ({elapsed_before:.0f} s)")
+
+    def meta(extra: dict) -> dict:
+        return {"train": dataclasses.asdict(config), "patches": len(train_set), "iteration": iteration,
+                "elapsed_s": round(elapsed_before + time.monotonic() - start, 1), **extra}
+
+    def checkpoint(extra: dict) -> None:
+        state = {"arch": config.model, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "iteration": iteration, "elapsed": elapsed_before + time.monotonic() - start,
+                 "config": dataclasses.asdict(config)}
+        _atomic(ckpt_path, lambda f: torch.save(state, f))
+        save_weights(out, model, config.model, meta=meta(extra), half=True)
+
+    losses: list[float] = []
+    start = time.monotonic()
+    last_ckpt = start
+    perm, cursor = rng.permutation(len(train_set)), 0
+    bar = tqdm(total=config.iters, initial=iteration, desc="train", disable=not progress, dynamic_ncols=True)
+    window: list[float] = []
+    while iteration < config.iters:
+        elapsed = elapsed_before + time.monotonic() - start
+        if config.max_seconds and elapsed >= config.max_seconds:
+            break
+        if cursor + config.batch_size > len(perm):
+            perm, cursor = rng.permutation(len(train_set)), 0
+        idx = np.sort(perm[cursor:cursor + config.batch_size])
+        cursor += config.batch_size
+        lr = learning_rate(config, iteration, elapsed)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images, coarse, target = augment(train_set.images[idx], train_set.coarse[idx], train_set.target[idx], rng)
+        x, t = batch_tensors(images, coarse, target, config.input_size)
+        loss = F.cross_entropy(model(x), t)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        iteration += 1
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training diverged at iteration {iteration} (loss {value})")
+        losses.append(value)
+        window.append(value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.5f}")
+        if iteration % 50 == 0:
+            seen = (iteration * config.batch_size) / max(elapsed_before + time.monotonic() - start, 1e-9)
+            log(f"iter {iteration} loss {np.mean(window):.4f} lr {lr:.5f} "
+                f"elapsed {elapsed_before + time.monotonic() - start:.0f}s patches/s {seen:.1f}")
+            window = []
+        if time.monotonic() - last_ckpt >= config.checkpoint_seconds:
+            scores = validate(model, val, config.input_size) if len(val) else {}
+            checkpoint({"val": scores})
+            log(f"checkpoint at iter {iteration}: val {scores}")
+            last_ckpt = time.monotonic()
+    bar.close()
+    scores = validate(model, val, config.input_size) if len(val) else {}
+    checkpoint({"val": scores})
+    log(f"finished at iter {iteration}: val {scores}")
+    return losses

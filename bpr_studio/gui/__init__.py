@@ -1,0 +1,1 @@
+"""PyQt5 only: the main window, canvas, panels, tools and the background refinement worker."""

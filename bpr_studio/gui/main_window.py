@@ -1,0 +1,789 @@
+"""The BPR Studio main window: canvas, image and instance lists, review keys, touch-up tools, background refinement.
+
+The window holds no algorithm: masks change only through Session methods, patches come from
+core.patches, refinement from core.refiner in a RefineWorker thread, files from io.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PyQt5 import QtCore, QtGui, QtWidgets
+from PyQt5.QtCore import Qt
+
+from ..core.config import RefinerConfig
+from ..core.patches import boundary_patches
+from ..io.errors import DatasetError
+from ..session import Session, open_session
+from ..session.rle import rle_crop
+from . import overlay
+from .canvas import Canvas
+from .dialogs import ExportDialog, OpenDialog
+from .panels import ImageList, InstanceTable, ViewControls
+from .worker import RefineJob, RefineWorker, start_worker
+
+
+def default_refiner_factory(weights=None, device: str = "auto") -> Callable[[RefinerConfig], object]:
+    """A factory ``config -> Refiner`` loading ``weights`` (None: the shipped default) on ``device``."""
+    def make(config: RefinerConfig):
+        from ..core.refiner import Refiner
+        return Refiner(config, weights=weights, device=device)
+    return make
+
+
+def auto_device_name() -> str:
+    """'CUDA', 'MPS' or 'CPU': what device="auto" picks."""
+    from ..core.refiner import pick_device
+    return {"cuda": "CUDA", "mps": "MPS"}.get(pick_device("auto").type, "CPU")
+
+
+def _hit(crop, x: int, y: int) -> bool:
+    """Whether pixel (x, y) is inside an instance crop (x0, y0, (h, w) bool)."""
+    if crop is None:
+        return False
+    x0, y0, mask = crop
+    return 0 <= y - y0 < mask.shape[0] and 0 <= x - x0 < mask.shape[1] and bool(mask[y - y0, x - x0])
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The review window over a Session.
+
+    refiner_factory: ``config -> object with refine(image, masks, on_instance, should_stop) and
+    device_name``, called once in the worker thread (default: the shipped model on the best device).
+    Extension hooks: ``session``, ``add_panel``, ``open_instance``, ``center_canvas_on``, the
+    signals ``instanceRefined(image, instance)`` and ``imageChanged(image)``.
+    """
+
+    instanceRefined = QtCore.pyqtSignal(int, int)
+    imageChanged = QtCore.pyqtSignal(int)
+    refineFinished = QtCore.pyqtSignal(bool)  # cancelled
+
+    def __init__(self, session: Session | None = None, refiner_factory=None,
+                 config: RefinerConfig | None = None, parent=None):
+        super().__init__(parent)
+        self.session: Session | None = None
+        self.image_index = -1
+        self.selected: int | None = None
+        self.auto_advance = True
+        self.config = config or RefinerConfig()
+        self.last_error: str | None = None
+        self._refiner_factory = refiner_factory or default_refiner_factory()
+        self._refiner = None
+        self._refiner_lock = threading.Lock()
+        self._worker: RefineWorker | None = None
+        self._thread: QtCore.QThread | None = None
+        self._pixels: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+        self._hidden: set[int] = set()
+        self._boxes: dict[int, tuple | None] = {}
+        self._extension_docks: list[QtWidgets.QDockWidget] = []
+        self._load_problems: list = []
+        self._docks_sized = False
+        self.setWindowTitle("BPR Studio")
+        self.resize(1400, 900)
+        self._build_widgets()
+        self._build_actions()
+        self._overlay_timer = QtCore.QTimer(self, singleShot=True, interval=120)
+        self._overlay_timer.timeout.connect(self._rebuild_overlay)
+        if session is not None:
+            self.set_session(session)
+        from .inspect_panel import install_inspect_panel
+        install_inspect_panel(self)
+
+    # ---- layout ----------------------------------------------------------------------------------
+
+    def _build_widgets(self) -> None:
+        self.canvas = Canvas(self)
+        self.setCentralWidget(self.canvas)
+        self.image_list = ImageList()
+        self.instance_table = InstanceTable()
+        self.view_controls = ViewControls(self.config.patch_size, self.config.nms_thr)
+        self.image_dock = self._dock(self.image_list, "Images", Qt.LeftDockWidgetArea)
+        self.instance_dock = self._dock(self.instance_table, "Instances", Qt.RightDockWidgetArea)
+        self.view_dock = self._dock(self.view_controls, "View and patches", Qt.LeftDockWidgetArea)
+        self.image_list.setFocusPolicy(Qt.NoFocus)
+        self.image_list.currentRowChanged.connect(self._image_row_changed)
+        self.instance_table.instanceSelected.connect(self.select_instance)
+        self.instance_table.visibilityChanged.connect(self.set_instance_visible)
+        self.view_controls.changed.connect(self._rebuild_overlay)
+        self.view_controls.ground_truth.toggled.connect(self._draw_ground_truth)
+        self.view_controls.opacity.valueChanged.connect(lambda v: self.canvas.set_overlay_opacity(v / 100.0))
+        self.view_controls.patchesChanged.connect(self.refresh_patches)
+        self.canvas.set_overlay_opacity(self.view_controls.opacity.value() / 100.0)
+        self.canvas.clicked.connect(self._canvas_clicked)
+        self.canvas.strokeFinished.connect(self._stroke_finished)
+        self.canvas.polygonChanged.connect(lambda n: n and self.statusBar().showMessage(
+            f"polygon: {n} points - Enter adds, Shift+Enter subtracts, Backspace removes a point, Esc cancels"))
+
+        status = self.statusBar()
+        self.review_label = QtWidgets.QLabel()
+        self.progress_bar = QtWidgets.QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setFormat("refining %v/%m")
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setFocusPolicy(Qt.NoFocus)
+        self.cancel_button.clicked.connect(self.cancel_refinement)
+        self.device_label = QtWidgets.QLabel(f"device: {auto_device_name()}")
+        self.device_label.setToolTip("where refinement runs (CUDA, MPS or CPU)")
+        for widget in (self.review_label, self.progress_bar, self.cancel_button, self.device_label):
+            widget.setContentsMargins(8, 0, 8, 0)
+            status.addPermanentWidget(widget)
+        self.progress_bar.hide()
+        self.cancel_button.hide()
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._docks_sized:  # once laid out: the canvas and instance list get the room
+            self._docks_sized = True
+            self.resizeDocks([self.image_dock, self.instance_dock], [230, 430], Qt.Horizontal)
+            self.resizeDocks([self.image_dock, self.view_dock], [200, 400], Qt.Vertical)
+            if self._extension_docks:
+                self.resizeDocks([self.instance_dock, self._extension_docks[0]], [3 * self.height() // 5,
+                                                                                   2 * self.height() // 5], Qt.Vertical)
+
+    def _dock(self, widget, title, area) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def add_panel(self, widget: QtWidgets.QWidget, title: str) -> QtWidgets.QDockWidget:
+        """Add an extension panel as a dock on the right (tabbed with earlier extension panels)."""
+        dock = self._dock(widget, title, Qt.RightDockWidgetArea)
+        if self._extension_docks:
+            self.tabifyDockWidget(self._extension_docks[-1], dock)
+        self._extension_docks.append(dock)
+        return dock
+
+    def _build_actions(self) -> None:
+        self.actions: dict[str, QtWidgets.QAction] = {}
+        menus = {name: self.menuBar().addMenu(name) for name in ("&File", "&Review", "&Edit", "&View", "&Refine")}
+        toolbar = self.addToolBar("Tools")
+        toolbar.setObjectName("Tools")
+        toolbar.setFocusPolicy(Qt.NoFocus)
+
+        def add(name, text, slot, keys=(), menu=None, tool=False, checkable=False):
+            action = QtWidgets.QAction(text, self)
+            action.setShortcuts([QtGui.QKeySequence(k) for k in keys])
+            action.setCheckable(checkable)
+            action.triggered.connect(lambda *_: slot())
+            self.addAction(action)
+            if menu:
+                menus[menu].addAction(action)
+            if tool:
+                toolbar.addAction(action)
+            self.actions[name] = action
+            return action
+
+        add("open", "&Open dataset...", self.open_dialog, ["Ctrl+O"], "&File", tool=True)
+        add("export", "&Export...", self.export_dialog, ["Ctrl+E"], "&File", tool=True)
+        add("save", "&Save session now", self.save_session, ["Ctrl+S"], "&File")
+        add("quit", "&Quit", self.close, ["Ctrl+Q"], "&File")
+        toolbar.addSeparator()
+        add("accept", "&Accept", self.accept_selected, ["A"], "&Review")
+        add("reject", "&Reject (keep coarse)", self.reject_selected, ["R"], "&Review")
+        add("accept_all", "Accept all &refined on image", self.accept_all_refined, ["Ctrl+Return", "Ctrl+Enter"], "&Review")
+        add("next_unreviewed", "&Next unreviewed", lambda: self.goto_unreviewed(1), ["N"], "&Review")
+        add("prev_unreviewed", "&Previous unreviewed", lambda: self.goto_unreviewed(-1), ["P"], "&Review")
+        add("next_image", "Next &image", lambda: self.step_image(1), ["D"], "&Review")
+        add("prev_image", "Previous i&mage", lambda: self.step_image(-1), ["Shift+D"], "&Review")
+        add("undo", "&Undo", self.undo, ["Ctrl+Z"], "&Edit")
+        add("redo", "&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"], "&Edit")
+        self.tool_group = QtWidgets.QActionGroup(self)
+        for name, text, key in (("select", "&Select", "S"), ("brush", "&Brush", "B"),
+                                ("eraser", "&Eraser", "E"), ("polygon", "&Polygon", "G")):
+            action = add(f"tool_{name}", text, functools.partial(self.set_tool, name), [key], "&Edit",
+                         tool=True, checkable=True)
+            self.tool_group.addAction(action)
+        self.actions["tool_select"].setChecked(True)
+        self.brush_spin = QtWidgets.QSpinBox()
+        self.brush_spin.setRange(1, 500)
+        self.brush_spin.setValue(int(self.canvas.brush_radius))
+        self.brush_spin.setPrefix("radius ")
+        self.brush_spin.setSuffix(" px")
+        self.brush_spin.setFocusPolicy(Qt.ClickFocus)
+        self.brush_spin.valueChanged.connect(lambda v: self.canvas.set_brush_radius(v))
+        toolbar.addWidget(self.brush_spin)
+        # after a click in a box, give the keys back to the canvas (single-letter shortcuts)
+        for spin in (self.brush_spin, self.view_controls.patch_size, self.view_controls.nms_thr):
+            spin.editingFinished.connect(self.canvas.setFocus)
+        for combo in (self.view_controls.mode, self.view_controls.color_by, self.view_controls.patches):
+            combo.activated.connect(lambda *_: self.canvas.setFocus())
+        self.view_controls.opacity.sliderReleased.connect(self.canvas.setFocus)
+        add("brush_smaller", "Brush smaller", lambda: self.brush_spin.setValue(max(1, int(self.brush_spin.value() / 1.25))),
+            ["["], "&Edit")
+        add("brush_bigger", "Brush bigger", lambda: self.brush_spin.setValue(int(self.brush_spin.value() * 1.25) + 1),
+            ["]"], "&Edit")
+        add("polygon_add", "Polygon: add", lambda: self.apply_polygon(False), ["Return", "Enter"], "&Edit")
+        add("polygon_subtract", "Polygon: subtract", lambda: self.apply_polygon(True), ["Shift+Return", "Shift+Enter"], "&Edit")
+        add("polygon_back", "Polygon: remove last point", self.canvas.undo_polygon_point, ["Backspace"], "&Edit")
+        add("escape", "Cancel polygon / back to Select", self.escape, ["Escape"], "&Edit")
+        toolbar.addSeparator()
+        add("cycle_masks", "Cycle masks: final / refined / coarse", self.cycle_masks, ["V"], "&View")
+        add("diff", "Diff: added / removed by refinement", self.view_controls.diff.toggle, ["X"], "&View")
+        add("color_by", "Colour by instance / class",
+            lambda: self.view_controls.color_by.setCurrentIndex(1 - self.view_controls.color_by.currentIndex()),
+            ["C"], "&View")
+        add("ground_truth", "Ground-truth outlines", self.view_controls.ground_truth.toggle, ["T"], "&View")
+        add("hide", "Hide / show selected instance", self.toggle_selected_visible, ["H"], "&View")
+        add("fit", "&Fit to window", self.canvas.fit, ["Home", "Ctrl+0"], "&View")
+        add("refine_image", "Refine &image", self.refine_current_image, ["Ctrl+R"], "&Refine", tool=True)
+        add("refine_selected", "Refine &selected", self.refine_selected, ["F"], "&Refine", tool=True)
+        add("refine_all", "Refine &dataset", self.refine_dataset, ["Ctrl+Shift+R"], "&Refine", tool=True)
+        add("cancel", "&Cancel refinement", self.cancel_refinement, [], "&Refine")
+
+    # ---- session and images ------------------------------------------------------------------------
+
+    def open_dataset(self, path, format=None, annotations=None, predictions=None, session_path=None) -> bool:
+        """Open a dataset and its session. Problems are shown; the current session stays open on failure."""
+        problems: list = []
+        try:
+            session = open_session(path, format=format, annotations=annotations, predictions=predictions,
+                                   session_path=session_path, errors=problems)
+        except (DatasetError, OSError, ValueError) as exc:
+            self.show_error("Cannot open dataset", str(exc))
+            return False
+        self.set_session(session, problems)
+        self.setWindowTitle(f"BPR Studio - {Path(path).name}" + (f" + {Path(predictions).name}" if predictions else ""))
+        return True
+
+    def set_session(self, session: Session, problems: list | None = None) -> None:
+        """Show ``session`` (the previous one is saved and closed). problems: (path, message) of files left out."""
+        self.cancel_refinement()
+        self._wait_for_worker()
+        if self.session is not None:
+            self.session.close()
+        self.session = session
+        self._load_problems = list({message: (path, message) for path, message in problems or []}.values())
+        session.events.changed.connect(self._session_changed)
+        self.image_list.set_images(session)
+        for path, message in self._load_problems:
+            self.image_list.add_problem(path, message)
+        self.setWindowTitle(f"BPR Studio - {session.store.path.name if session.store else 'unsaved session'}")
+        self.image_index = -1
+        if session.images:
+            self.show_image(min(session.current, len(session.images) - 1))
+        else:
+            self.canvas.set_image(None, "No readable images in this dataset.")
+        self._update_review_label()
+        self.canvas.setFocus()
+        if self._load_problems:
+            lines = "\n".join(message for _, message in self._load_problems[:20])
+            more = f"\n... and {len(self._load_problems) - 20} more" if len(self._load_problems) > 20 else ""
+            self.show_error("Some files could not be read",
+                            f"{len(self._load_problems)} file(s) were left out; everything else is open.\n\n{lines}{more}")
+        if session.restore_message:
+            self.show_error("Session", session.restore_message)
+
+    def show_image(self, i: int) -> None:
+        """Make image i current: read it, draw its instances, list them."""
+        session = self.session
+        if session is None or not 0 <= i < len(session.images):
+            return
+        session.select_image(i)
+        self.image_index = i
+        self.selected = None
+        self._hidden = set()
+        image = session.images[i]
+        try:
+            self._pixels = image.read_image()
+            self.canvas.set_image(self._pixels)
+        except DatasetError as exc:
+            self._pixels = None
+            self.canvas.set_image(None, f"Unreadable image:\n{exc}\n\nD / Shift+D: next / previous image")
+        self.image_list.update_image(image)
+        self.image_list.blockSignals(True)
+        self.image_list.setCurrentRow(i)
+        self.image_list.blockSignals(False)
+        self.instance_table.set_image(image, session.categories)
+        self.view_controls.ground_truth.setEnabled(image.ground_truth is not None)
+        self._rebuild_overlay()
+        self._draw_ground_truth()
+        self.refresh_patches()
+        self._update_history_actions()
+        self._update_review_label()
+        self.imageChanged.emit(i)
+
+    def _image_row_changed(self, row: int) -> None:
+        if self.session is not None and 0 <= row < len(self.session.images) and row != self.image_index:
+            self.show_image(row)
+
+    def step_image(self, step: int) -> None:
+        if self.session and self.session.images:
+            self.show_image((self.image_index + step) % len(self.session.images))
+
+    def open_instance(self, image_index: int, instance_index: int) -> None:
+        """Show image ``image_index``, select the instance and centre the view on it."""
+        if image_index != self.image_index:
+            self.show_image(image_index)
+        self.select_instance(instance_index)
+        inst = self.session.images[image_index].instances[instance_index]
+        x, y, w, h = inst.source.bbox
+        if self._pixels is not None:
+            self.center_canvas_on(x + w / 2, y + h / 2)
+
+    def center_canvas_on(self, x: float, y: float) -> None:
+        """Scroll the canvas so image pixel (x, y) is in the middle."""
+        self.canvas.center_on(x, y)
+
+    def current_image(self):
+        return None if self.session is None or self.image_index < 0 else self.session.images[self.image_index]
+
+    # ---- selection and drawing ---------------------------------------------------------------------
+
+    def select_instance(self, j: int | None) -> None:
+        image = self.current_image()
+        if image is None or (j is not None and not 0 <= j < len(image.instances)):
+            return
+        previous, self.selected = self.selected, j
+        self.instance_table.select(j)
+        if previous != j:
+            # the selected instance has its own layer: hide it in the cached one, show the previous one again
+            self._repaint_instances([k for k in (previous, j) if k is not None])
+            self._redraw_selected()
+        self.refresh_patches()
+
+    def set_instance_visible(self, j: int, visible: bool) -> None:
+        (self._hidden.discard if visible else self._hidden.add)(j)
+        row = self.instance_table.row_of(j)
+        if row is not None:
+            item = self.instance_table.table.item(row, 0)
+            state = Qt.Checked if visible else Qt.Unchecked
+            if item.checkState() != state:
+                self.instance_table.table.blockSignals(True)
+                item.setCheckState(state)
+                self.instance_table.table.blockSignals(False)
+        if self.view_controls.diff.isChecked():
+            self._rebuild_overlay()
+        else:
+            self._repaint_instances([j])
+            self._redraw_selected()
+
+    def toggle_selected_visible(self) -> None:
+        if self.selected is not None:
+            self.set_instance_visible(self.selected, self.selected in self._hidden)
+
+    def cycle_masks(self) -> None:
+        combo = self.view_controls.mode
+        combo.setCurrentIndex((combo.currentIndex() + 1) % combo.count())
+        self.statusBar().showMessage(f"showing {combo.currentText()} masks", 2000)
+
+    def shown_name(self, inst) -> str:
+        """Which mask of an InstanceState the view mode (final / refined / coarse) shows."""
+        mode = self.view_controls.mode.currentText()
+        if mode == "coarse" or (mode == "refined" and not inst.has("refined")):
+            return "coarse"
+        return "refined" if mode == "refined" else inst.final_name
+
+    def _color(self, j: int) -> tuple[int, int, int]:
+        if self.view_controls.color_by.currentText() == "class":
+            return overlay.palette_color(self.current_image().instances[j].category_id)
+        return overlay.palette_color(j)
+
+    def _rebuild_overlay(self) -> None:
+        """Redraw the cached layer of every instance (after a view change, or a change in diff view)."""
+        self._overlay_timer.stop()
+        image = self.current_image()
+        self._boxes = {}
+        if image is None or self._pixels is None:
+            self._labels = None
+            self.canvas.set_overlay(None)
+            self.canvas.set_selected_overlay(None)
+            return
+        if self.view_controls.diff.isChecked():
+            pairs = [(inst.crop("coarse"), inst.crop("edited" if inst.has("edited") else "refined"))
+                     for j, inst in enumerate(image.instances)
+                     if j not in self._hidden and (inst.has("refined") or inst.has("edited"))]
+            self._labels = None
+            self.canvas.set_overlay(overlay.indexed_image(overlay.diff_map(image.shape, pairs), overlay.diff_colors()))
+            self.canvas.set_selected_overlay(None)
+            return
+        self._labels = overlay.label_map(image.shape, self._shown_crops())
+        self._recolor()
+        self._redraw_selected()
+
+    def _shown_crops(self):
+        """(j, crop) of every instance's shown mask, remembering each crop's box for later partial redraws."""
+        for j, inst in enumerate(self.current_image().instances):
+            crop = inst.crop(self.shown_name(inst))
+            self._boxes[j] = overlay.crop_box(crop)
+            yield j, crop
+
+    def _color_table(self) -> list[int]:
+        image = self.current_image()
+        colors = {j: self._color(j) for j in range(len(image.instances))}
+        hidden = self._hidden | ({self.selected} if self.selected is not None else set())
+        return overlay.instance_colors(colors, hidden)
+
+    def _recolor(self) -> None:
+        """Redraw the whole cached layer with new colours (colour by instance / class)."""
+        if self._labels is not None and self.current_image() is not None:
+            self.canvas.set_overlay(overlay.indexed_image(self._labels, self._color_table()))
+
+    def _repaint_region(self, box, relabel: bool = False) -> None:
+        """Redraw box (x0, y0, x1, y1) of the cached layer; ``relabel`` first redraws its labels from the masks."""
+        if box is None or self._labels is None:
+            return
+        x0, y0, x1, y1 = box
+        if relabel:
+            overlay.paint_labels(self._labels, self._shown_crops(), box)
+        self.canvas.update_overlay(overlay.indexed_image(self._labels[y0:y1, x0:x1], self._color_table()), x0, y0)
+
+    def _repaint_instances(self, js) -> None:
+        """Recolour the boxes of instances js (selection or visibility changed)."""
+        if self._labels is None:
+            return
+        for j in js:
+            self._repaint_region(self._boxes.get(j))
+
+    def _instance_mask_changed(self, j: int) -> None:
+        """Instance j's shown mask changed: redraw its old and new box in the cached layer, and its own layer."""
+        if self.view_controls.diff.isChecked():
+            self._overlay_timer.start()
+            return
+        if self._labels is None:
+            return
+        inst = self.current_image().instances[j]
+        box = overlay.union_box(self._boxes.get(j), overlay.crop_box(inst.crop(self.shown_name(inst))))
+        self._repaint_region(box, relabel=True)
+        if j == self.selected:
+            self._redraw_selected()
+
+    def _draw_ground_truth(self, *_) -> None:
+        """Ground-truth outlines in white, when ground truth was loaded and the View panel asks for them."""
+        image = self.current_image()
+        if image is None or self._pixels is None or not image.ground_truth \
+                or not self.view_controls.ground_truth.isChecked():
+            self.canvas.set_truth_overlay(None)
+            return
+        labels = overlay.label_map(image.shape, ((k, rle_crop(gt.rle)) for k, gt in enumerate(image.ground_truth)
+                                                 if gt.size == image.shape))
+        self.canvas.set_truth_overlay(overlay.indexed_image(labels, overlay.outline_colors()))
+
+    def _recolor(self) -> None:
+        """New colour table for the cached layer: colours, hidden instances, the selected one left to its own layer."""
+        image = self.current_image()
+        if self._labels is None or image is None:
+            return
+        colors = {j: self._color(j) for j in range(len(image.instances))}
+        hidden = self._hidden | ({self.selected} if self.selected is not None else set())
+        self.canvas.set_overlay(overlay.indexed_image(self._labels, overlay.instance_colors(colors, hidden)))
+
+    def _redraw_selected(self) -> None:
+        j = self.selected
+        image = self.current_image()
+        if j is None or image is None or j in self._hidden or self._pixels is None \
+                or self.view_controls.diff.isChecked():
+            self.canvas.set_selected_overlay(None)
+            return
+        inst = image.instances[j]
+        self.canvas.set_selected_overlay(overlay.selected_image(inst.crop(self.shown_name(inst)), self._color(j)))
+
+    def refresh_patches(self) -> None:
+        """Draw the boundary patches the refiner would use (of the selected instance, or all) with the current settings."""
+        mode = self.view_controls.patches.currentText()
+        image = self.current_image()
+        self.config = dataclasses.replace(self.config, patch_size=self.view_controls.patch_size.value(),
+                                          nms_thr=round(self.view_controls.nms_thr.value(), 4))
+        if mode == "off" or image is None or self._pixels is None:
+            self.canvas.set_patches(np.zeros((0, 4)))
+            self.view_controls.patch_count.setText("")
+            return
+        if mode == "selected instance":
+            chosen = [] if self.selected is None else [self.selected]
+        else:
+            chosen = [j for j in range(len(image.instances)) if j not in self._hidden]
+        boxes = [boundary_patches(self.refine_input(image.instances[j]), self.config.patch_size, self.config.nms_thr)
+                 for j in chosen]
+        boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32)
+        self.canvas.set_patches(boxes)
+        self.view_controls.patch_count.setText(f"{len(boxes)} patches")
+
+    @staticmethod
+    def refine_input(inst) -> np.ndarray:
+        """The mask BPR refines for an instance: its touch-up when it has one (and is not rejected), else the coarse mask."""
+        return inst.edited if inst.has("edited") and inst.status != "rejected" else inst.coarse
+
+    def _session_changed(self, event) -> None:
+        session = self.session
+        if event.image is None or session is None:
+            return
+        self.image_list.update_image(session.images[event.image])
+        self._update_review_label()
+        if event.image != self.image_index:
+            return
+        if event.kind == "history":
+            self._update_history_actions()
+            return
+        if event.instance is not None:
+            self.instance_table.update_instance(event.instance)
+            self._instance_mask_changed(event.instance)  # a status change can change the final mask too
+            if event.instance == self.selected:
+                self.refresh_patches()
+
+    def _canvas_clicked(self, x: float, y: float) -> None:
+        image = self.current_image()
+        if image is None or self._pixels is None:
+            return
+        h, w = image.shape
+        xi, yi = int(x), int(y)
+        if not (0 <= xi < w and 0 <= yi < h):
+            return
+        hits = [j for j, inst in enumerate(image.instances) if j not in self._hidden and _hit(inst.crop(self.shown_name(inst)), xi, yi)]
+        if hits:
+            # clicking again where instances overlap cycles through them, topmost first
+            order = hits[::-1]
+            j = order[(order.index(self.selected) + 1) % len(order)] if self.selected in order else order[0]
+            self.select_instance(j)
+        else:
+            self.select_instance(None)
+
+    # ---- review ------------------------------------------------------------------------------------
+
+    def _need_selection(self) -> bool:
+        if self.selected is None or self.current_image() is None:
+            self.statusBar().showMessage("Select an instance first: click it, pick it in the list, or press N", 4000)
+            return False
+        return True
+
+    def accept_selected(self) -> None:
+        if self._need_selection():
+            self.session.accept(self.image_index, self.selected)
+            self._advance()
+
+    def reject_selected(self) -> None:
+        if self._need_selection():
+            self.session.reject(self.image_index, self.selected)
+            self._advance()
+
+    def _advance(self) -> None:
+        """After a review key: select the next unreviewed instance of this image, if any."""
+        if not self.auto_advance:
+            return
+        found = self.session.next_unreviewed(self.image_index, self.selected)
+        if found is not None and found[0] == self.image_index:
+            self.select_instance(found[1])
+
+    def accept_all_refined(self) -> None:
+        if self.current_image() is not None:
+            n = self.session.accept_all_refined(self.image_index)
+            self.statusBar().showMessage(f"accepted {n} refined instance(s)", 3000)
+
+    def goto_unreviewed(self, step: int) -> None:
+        if self.session is None or not self.session.images:
+            return
+        found = self.session.next_unreviewed(max(self.image_index, 0), self.selected, step)
+        if found is None:
+            self.statusBar().showMessage("every instance is reviewed", 4000)
+            return
+        self.open_instance(*found)
+
+    def undo(self) -> None:
+        if self.current_image() is not None and not self.session.undo(self.image_index):
+            self.statusBar().showMessage("nothing to undo on this image", 2000)
+
+    def redo(self) -> None:
+        if self.current_image() is not None and not self.session.redo(self.image_index):
+            self.statusBar().showMessage("nothing to redo on this image", 2000)
+
+    def _update_history_actions(self) -> None:
+        ok = self.current_image() is not None
+        self.actions["undo"].setEnabled(ok and self.session.can_undo(self.image_index))
+        self.actions["redo"].setEnabled(ok and self.session.can_redo(self.image_index))
+
+    def _update_review_label(self) -> None:
+        if self.session is None:
+            self.review_label.setText("")
+            return
+        total = self.session.review_counts()
+        n = sum(total.values())
+        text = f"dataset: {n - total['unreviewed']}/{n} reviewed"
+        image = self.current_image()
+        if image is not None:
+            counts = image.review_counts()
+            text = f"image {self.image_index + 1}/{len(self.session.images)}: " \
+                   f"{len(image.instances) - counts['unreviewed']}/{len(image.instances)} reviewed | " + text
+        self.review_label.setText(text)
+
+    # ---- touch-up ----------------------------------------------------------------------------------
+
+    def set_tool(self, tool: str) -> None:
+        self.canvas.set_tool(tool)
+        self.actions[f"tool_{tool}"].setChecked(True)
+        self.canvas.setFocus()
+
+    def _stroke_finished(self, points: np.ndarray, erase: bool) -> None:
+        if self._need_selection() and self._pixels is not None:
+            self.session.paint(self.image_index, self.selected, points, self.canvas.brush_radius, erase=erase)
+
+    def apply_polygon(self, subtract: bool) -> None:
+        if self.canvas.tool != "polygon" or len(self.canvas.polygon_points) < 3:
+            self.statusBar().showMessage("polygon tool (G): click at least 3 points, then Enter", 3000)
+            return
+        if self._need_selection():
+            self.session.fill_polygon(self.image_index, self.selected, self.canvas.take_polygon(), subtract=subtract)
+
+    def escape(self) -> None:
+        if self.canvas.polygon_points:
+            self.canvas.cancel_polygon()
+        elif self.canvas.tool != "select":
+            self.set_tool("select")
+
+    # ---- refinement --------------------------------------------------------------------------------
+
+    @property
+    def refining(self) -> bool:
+        return self._worker is not None
+
+    def refine_current_image(self) -> None:
+        image = self.current_image()
+        if image is not None:
+            self._start_refinement([self._job(image, range(len(image.instances)))], "image")
+
+    def refine_selected(self) -> None:
+        """Refine the instances selected in the list (or the selected one); touched-up ones are re-refined from their edit."""
+        image = self.current_image()
+        if image is None:
+            return
+        chosen = self.instance_table.selected_instances() or ([self.selected] if self.selected is not None else [])
+        if not chosen:
+            self._need_selection()
+            return
+        edits = [j for j in chosen if image.instances[j].has("edited") and image.instances[j].status != "rejected"]
+        plain = [j for j in chosen if j not in edits]
+        jobs = [job for job in (self._job(image, plain), self._job(image, edits, as_edit=True)) if job.instances]
+        self._start_refinement(jobs, "selected instances")
+
+    def refine_dataset(self) -> None:
+        if self.session is not None:
+            jobs = [self._job(image, range(len(image.instances))) for image in self.session.images]
+            self._start_refinement([job for job in jobs if job.instances], "dataset")
+
+    def _job(self, image, instances, as_edit: bool = False) -> RefineJob:
+        instances = list(instances)
+        masks = [self.refine_input(image.instances[j]).copy() if as_edit else image.instances[j].source.rle
+                 for j in instances]
+        return RefineJob(image.index, image, instances, masks, as_edit)
+
+    def _start_refinement(self, jobs: list[RefineJob], what: str) -> None:
+        if self.refining:
+            self.statusBar().showMessage("a refinement is running: wait for it or cancel it", 4000)
+            return
+        if not jobs:
+            self.statusBar().showMessage("nothing to refine", 3000)
+            return
+        self.refresh_patches()  # takes the patch settings of the View panel
+        worker = RefineWorker(jobs, functools.partial(self._provide_refiner, self.config))
+        worker.device.connect(lambda name: self.device_label.setText(f"device: {name}"))
+        worker.instanceDone.connect(functools.partial(self._instance_refined, self.session))
+        worker.progress.connect(self._refine_progress)
+        worker.imageFailed.connect(functools.partial(self._image_failed, self.session))
+        worker.failed.connect(lambda message: self.show_error("Refinement failed", message))
+        worker.finished.connect(self._refine_finished)
+        self.progress_bar.setRange(0, max(worker.total, 1))
+        self.progress_bar.setValue(0)
+        self.progress_bar.show()
+        self.cancel_button.show()
+        self.statusBar().showMessage(f"refining {what}: {worker.total} instance(s)")
+        self._worker = worker
+        self._thread = start_worker(worker, self)
+
+    def _provide_refiner(self, config: RefinerConfig):
+        """Called in the worker thread: the refiner (made on first use) with the View panel's patch settings."""
+        with self._refiner_lock:
+            if self._refiner is None:
+                self._refiner = self._refiner_factory(config)
+            elif isinstance(getattr(self._refiner, "config", None), RefinerConfig):
+                self._refiner.config = dataclasses.replace(self._refiner.config, patch_size=config.patch_size,
+                                                           nms_thr=config.nms_thr)
+            return self._refiner
+
+    def _instance_refined(self, session, i: int, j: int, result, rle: dict, as_edit: bool) -> None:
+        if session is not self.session:  # a result that arrived after another dataset was opened
+            return
+        if as_edit:
+            self.session.set_edited_mask(i, j, result.mask)
+            inst = self.session.images[i].instances[j]
+            inst.boxes, inst.probs = result.boxes, result.probs
+        else:
+            self.session.set_refined(i, j, result.mask, result.boxes, result.probs, rle=rle)
+        self.instanceRefined.emit(i, j)
+
+    def _refine_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+
+    def _image_failed(self, session, i: int, message: str) -> None:
+        if session is not self.session:
+            return
+        self.image_list.update_image(session.images[i])
+        self.statusBar().showMessage(f"skipped: {message}", 6000)
+
+    def _refine_finished(self, cancelled: bool) -> None:
+        self._worker = None
+        self._thread = None
+        self.progress_bar.hide()
+        self.cancel_button.hide()
+        self.statusBar().showMessage("refinement cancelled" if cancelled else "refinement finished", 4000)
+        self.refineFinished.emit(cancelled)
+
+    def cancel_refinement(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            self.statusBar().showMessage("cancelling...")
+
+    def _wait_for_worker(self, ms: int = 10000) -> None:
+        if self._thread is not None:
+            self._thread.wait(ms)
+            QtWidgets.QApplication.processEvents()
+
+    # ---- files -------------------------------------------------------------------------------------
+
+    def open_dialog(self) -> None:
+        dialog = OpenDialog(self)
+        if dialog.exec_() == QtWidgets.QDialog.Accepted and dialog.values()["path"]:
+            self.open_dataset(**dialog.values())
+
+    def export_dialog(self) -> None:
+        if self.session is None:
+            return
+        folder = self.session.store.path.parent if self.session.store else Path.cwd()
+        dialog = ExportDialog(self, str(folder / "export"))
+        if dialog.exec_() == QtWidgets.QDialog.Accepted and dialog.values()["out"]:
+            self.export_dataset(**dialog.values())
+
+    def export_dataset(self, out, format: str, unreviewed: str = "refined") -> bool:
+        """Export through the io layer; a failure is shown and nothing else changes."""
+        try:
+            self.session.export(out, format, unreviewed)
+        except (DatasetError, OSError, ValueError) as exc:
+            self.show_error("Export failed", str(exc))
+            return False
+        self.statusBar().showMessage(f"exported {format} to {out}", 6000)
+        return True
+
+    def save_session(self) -> None:
+        if self.session is not None and self.session.store is not None:
+            self.session.save()
+            self.statusBar().showMessage(f"session saved to {self.session.store.path}", 4000)
+
+    def show_error(self, title: str, message: str) -> QtWidgets.QMessageBox:
+        """A non-blocking warning box (tests find it among the window's QMessageBox children)."""
+        self.last_error = message
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Warning, title, message, QtWidgets.QMessageBox.Ok, self)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.cancel_refinement()
+        self._wait_for_worker()
+        if self.session is not None:
+            self.session.close()
+        super().closeEvent(event)

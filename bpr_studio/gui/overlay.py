@@ -1,0 +1,162 @@
+"""Overlay images for the canvas: instance label maps with colour tables, the selected instance, the refinement diff.
+
+Numpy in, QImage out; drawing only (which pixels belong to which instance comes from the session).
+The label map of all instances is one byte per pixel (an indexed QImage): colour, visibility and
+colour-by-class changes only swap its colour table, so an 8000 px image is not redrawn for them.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import cv2
+import numpy as np
+from PyQt5 import QtGui
+
+
+SLOTS = 127
+"""Label values 1..127 fill instance j (slot j % 127 + 1), 128..254 its outline."""
+
+DIFF_ADDED = (40, 220, 90)
+DIFF_REMOVED = (240, 60, 60)
+
+
+def palette_color(k: int) -> tuple[int, int, int]:
+    """A distinct, bright RGB colour for index k (golden-ratio hues)."""
+    h = (k * 0.618033988749895 + 0.1) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.75, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def slot(j: int) -> int:
+    return j % SLOTS + 1
+
+
+def outline_of(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """(h, w) bool pixels of ``mask`` that touch the background (a band ``width`` pixels wide)."""
+    m = mask.astype(np.uint8)
+    eroded = cv2.erode(m, np.ones((3, 3), np.uint8), iterations=width, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return mask & ~eroded.astype(bool)
+
+
+def label_map(shape: tuple[int, int], crops) -> np.ndarray:
+    """(H, W) uint8 label map of instances drawn in order (later ones on top).
+
+    crops: iterable of (j, (x0, y0, (h, w) bool) or None), the instance masks inside their boxes.
+    Fill pixels get slot(j), outline pixels slot(j) + SLOTS.
+    """
+    labels = np.zeros(shape, np.uint8)
+    paint_labels(labels, crops, (0, 0, shape[1], shape[0]))
+    return labels
+
+
+def paint_labels(labels: np.ndarray, crops, region: tuple[int, int, int, int]) -> None:
+    """Redraw the part ``region`` (x0, y0, x1, y1) of a label map from all instance crops, in order."""
+    rx0, ry0, rx1, ry1 = region
+    labels[ry0:ry1, rx0:rx1] = 0
+    for j, crop in crops:
+        if crop is None:
+            continue
+        x0, y0, mask = crop
+        x1, y1 = x0 + mask.shape[1], y0 + mask.shape[0]
+        ix0, iy0, ix1, iy1 = max(x0, rx0), max(y0, ry0), min(x1, rx1), min(y1, ry1)
+        if ix0 >= ix1 or iy0 >= iy1:
+            continue
+        part = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+        window = labels[iy0:iy1, ix0:ix1]
+        window[mask[part]] = slot(j)
+        window[outline_of(mask)[part]] = slot(j) + SLOTS
+
+
+def crop_box(crop) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of a crop (x0, y0, (h, w) bool), or None."""
+    if crop is None:
+        return None
+    x0, y0, mask = crop
+    return x0, y0, x0 + mask.shape[1], y0 + mask.shape[0]
+
+
+def union_box(*boxes) -> tuple[int, int, int, int] | None:
+    """The box around all given boxes (None entries ignored), or None."""
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def diff_map(shape: tuple[int, int], pairs) -> np.ndarray:
+    """(H, W) uint8: 1 where a refined mask added pixels to its coarse mask, 2 where it removed some.
+
+    pairs: iterable of (coarse crop, refined crop), each (x0, y0, (h, w) bool) or None.
+    """
+    labels = np.zeros(shape, np.uint8)
+    for coarse, refined in pairs:
+        parts = [p for p in (coarse, refined) if p is not None]
+        if not parts:
+            continue
+        x0 = min(p[0] for p in parts)
+        y0 = min(p[1] for p in parts)
+        x1 = max(p[0] + p[2].shape[1] for p in parts)
+        y1 = max(p[1] + p[2].shape[0] for p in parts)
+        c = _paste(coarse, x0, y0, x1, y1)
+        r = _paste(refined, x0, y0, x1, y1)
+        window = labels[y0:y1, x0:x1]
+        window[r & ~c] = 1
+        window[c & ~r] = 2
+    return labels
+
+
+def _paste(crop, x0, y0, x1, y1) -> np.ndarray:
+    out = np.zeros((y1 - y0, x1 - x0), bool)
+    if crop is not None:
+        cx, cy, mask = crop
+        out[cy - y0:cy - y0 + mask.shape[0], cx - x0:cx - x0 + mask.shape[1]] = mask
+    return out
+
+
+def indexed_image(labels: np.ndarray, colors: list[int]) -> QtGui.QImage:
+    """An indexed QImage over ``labels`` (H, W) uint8 with a 256-entry ARGB colour table (a copy, owns its data)."""
+    h, w = labels.shape
+    labels = np.ascontiguousarray(labels)
+    image = QtGui.QImage(labels.data, w, h, w, QtGui.QImage.Format_Indexed8)
+    image.setColorTable(colors)
+    return image.copy()
+
+
+def instance_colors(colors_rgb: dict[int, tuple[int, int, int]], hidden: set[int], fill_alpha: int = 120) -> list[int]:
+    """256-entry colour table for a label map. colors_rgb: {instance j: (r, g, b)}; hidden: instances drawn transparent."""
+    table = [0] * 256
+    for j, (r, g, b) in colors_rgb.items():
+        if j in hidden:
+            continue
+        table[slot(j)] = QtGui.qRgba(r, g, b, fill_alpha)
+        table[slot(j) + SLOTS] = QtGui.qRgba(r, g, b, 255)
+    return table
+
+
+def outline_colors(rgb: tuple[int, int, int] = (255, 255, 255)) -> list[int]:
+    """256-entry colour table drawing only the outlines of a label map, all in one colour."""
+    table = [0] * 256
+    for value in range(SLOTS + 1, 2 * SLOTS + 1):
+        table[value] = QtGui.qRgba(*rgb, 255)
+    return table
+
+
+def diff_colors(alpha: int = 200) -> list[int]:
+    table = [0] * 256
+    table[1] = QtGui.qRgba(*DIFF_ADDED, alpha)
+    table[2] = QtGui.qRgba(*DIFF_REMOVED, alpha)
+    return table
+
+
+def selected_image(crop, rgb: tuple[int, int, int]) -> tuple[QtGui.QImage, tuple[int, int]] | None:
+    """Indexed QImage of one instance crop (x0, y0, (h, w) bool): fill, a white 2 px edge with a
+    coloured 1 px line on it; and its (x, y) offset. None for None."""
+    if crop is None:
+        return None
+    x0, y0, mask = crop
+    levels = mask.astype(np.uint8)
+    levels += outline_of(mask, 2)
+    levels += outline_of(mask, 1)  # 1 fill, 2 edge band, 3 boundary line
+    table = [0, QtGui.qRgba(*rgb, 150), QtGui.qRgba(255, 255, 255, 255), QtGui.qRgba(*rgb, 255)] + [0] * 252
+    return indexed_image(levels, table), (x0, y0)

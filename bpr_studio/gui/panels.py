@@ -1,0 +1,234 @@
+"""Side panels of the window: the image list, the instance table and the view and patch controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt5 import QtCore, QtGui, QtWidgets
+from PyQt5.QtCore import Qt
+
+from ..session import STATUSES
+
+STATUS_COLORS = {"unreviewed": QtGui.QColor(150, 150, 150), "accepted": QtGui.QColor(60, 170, 80),
+                 "rejected": QtGui.QColor(210, 70, 60), "edited": QtGui.QColor(70, 130, 220)}
+
+
+class ImageList(QtWidgets.QListWidget):
+    """One row per image: file name, review progress, or why it cannot be read."""
+
+    def set_images(self, session) -> None:
+        self.blockSignals(True)
+        self.clear()
+        for image in session.images:
+            self.addItem(QtWidgets.QListWidgetItem(image.path.name))
+        self.blockSignals(False)
+        for image in session.images:
+            self.update_image(image)
+
+    def update_image(self, image) -> None:
+        item = self.item(image.index)
+        if item is None:
+            return
+        if image.error:
+            item.setText(f"{image.path.name}  (unreadable)")
+            item.setForeground(QtGui.QBrush(STATUS_COLORS["rejected"]))
+            item.setToolTip(image.error)
+            return
+        counts = image.review_counts()
+        n = len(image.instances)
+        reviewed = n - counts["unreviewed"]
+        item.setText(f"{image.path.name}  {reviewed}/{n}")
+        item.setToolTip(", ".join(f"{k}: {v}" for k, v in counts.items()))
+        done = n > 0 and reviewed == n
+        item.setForeground(QtGui.QBrush(STATUS_COLORS["accepted"] if done else self.palette().text().color()))
+
+    def add_problem(self, path, message: str) -> None:
+        """A row for a file that could not be loaded (not selectable; the message is its tooltip)."""
+        item = QtWidgets.QListWidgetItem(f"{Path(path).name}  (unreadable)")
+        item.setFlags(Qt.NoItemFlags)
+        item.setForeground(QtGui.QBrush(STATUS_COLORS["rejected"]))
+        item.setToolTip(message)
+        self.addItem(item)
+
+
+class InstanceTable(QtWidgets.QWidget):
+    """Sortable table of the current image's instances with a status filter and a visibility check box.
+
+    Signals: instanceSelected(j) when exactly one row is selected, visibilityChanged(j, visible).
+    Several selected rows (Shift / Ctrl click) are what "Refine selected" refines.
+    """
+
+    instanceSelected = QtCore.pyqtSignal(int)
+    visibilityChanged = QtCore.pyqtSignal(int, bool)
+    COLUMNS = ("#", "class", "score", "status", "changed px")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("Show"))
+        self.filter = QtWidgets.QComboBox()
+        self.filter.addItems(("all",) + STATUSES)
+        self.filter.setFocusPolicy(Qt.NoFocus)
+        row.addWidget(self.filter, 1)
+        self.progress_label = QtWidgets.QLabel()
+        row.addWidget(self.progress_label)
+        layout.addLayout(row)
+        self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.ExtendedSelection)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.AscendingOrder)
+        self.table.setFocusPolicy(Qt.NoFocus)
+        layout.addWidget(self.table)
+        self.filter.currentTextChanged.connect(self._apply_filter)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table.itemChanged.connect(self._item_changed)
+        self._image = None
+        self._categories = {}
+
+    def set_image(self, image, categories: dict[int, str]) -> None:
+        """Fill the table with an ImageState's instances (None: empty)."""
+        self._image, self._categories = image, categories
+        self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(0)
+        if image is not None:
+            self.table.setRowCount(len(image.instances))
+            for j in range(len(image.instances)):
+                for c in range(len(self.COLUMNS)):
+                    self.table.setItem(j, c, QtWidgets.QTableWidgetItem())
+                first = self.table.item(j, 0)
+                first.setData(Qt.UserRole, j)
+                first.setFlags(first.flags() | Qt.ItemIsUserCheckable)
+                first.setCheckState(Qt.Checked)
+                self._fill_row(j, j)
+        self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
+        self._apply_filter()
+        self._update_progress()
+
+    def update_instance(self, j: int) -> None:
+        row = self.row_of(j)
+        if row is None:
+            return
+        self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)
+        self._fill_row(row, j)
+        self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
+        self._apply_filter()
+        self._update_progress()
+
+    def row_of(self, j: int) -> int | None:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(Qt.UserRole) == j:
+                return row
+        return None
+
+    def select(self, j: int | None) -> None:
+        """Highlight instance j without emitting instanceSelected."""
+        self.table.blockSignals(True)
+        self.table.clearSelection()
+        row = None if j is None else self.row_of(j)
+        if row is not None:
+            self.table.selectRow(row)
+            self.table.scrollToItem(self.table.item(row, 0))
+        self.table.blockSignals(False)
+
+    def selected_instances(self) -> list[int]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.table.item(r, 0).data(Qt.UserRole) for r in rows]
+
+    def _fill_row(self, row: int, j: int) -> None:
+        inst = self._image.instances[j]
+        name = self._categories.get(inst.category_id, str(inst.category_id))
+        values = (j, name, inst.score if inst.score is not None else "", inst.status, inst.changed_pixels)
+        for c, value in enumerate(values):
+            item = self.table.item(row, c)
+            item.setData(Qt.DisplayRole, round(value, 3) if isinstance(value, float) else value)
+        self.table.item(row, 3).setForeground(QtGui.QBrush(STATUS_COLORS[inst.status]))
+
+    def _apply_filter(self, *_) -> None:
+        wanted = self.filter.currentText()
+        for row in range(self.table.rowCount()):
+            status = self.table.item(row, 3).text()
+            self.table.setRowHidden(row, wanted != "all" and status != wanted)
+
+    def _update_progress(self) -> None:
+        if self._image is None:
+            self.progress_label.setText("")
+            return
+        counts = self._image.review_counts()
+        n = len(self._image.instances)
+        self.progress_label.setText(f"{n - counts['unreviewed']}/{n} reviewed")
+
+    def _selection_changed(self) -> None:
+        chosen = self.selected_instances()
+        if len(chosen) == 1:
+            self.instanceSelected.emit(chosen[0])
+
+    def _item_changed(self, item: QtWidgets.QTableWidgetItem) -> None:
+        if item.column() == 0:
+            self.visibilityChanged.emit(item.data(Qt.UserRole), item.checkState() == Qt.Checked)
+
+
+class ViewControls(QtWidgets.QWidget):
+    """Mask shown, diff view, overlay opacity, colouring, and the patch preview settings."""
+
+    changed = QtCore.pyqtSignal()
+    patchesChanged = QtCore.pyqtSignal()
+    MODES = ("final", "refined", "coarse")
+
+    def __init__(self, patch_size: int = 64, nms_thr: float = 0.25, parent=None):
+        super().__init__(parent)
+        form = QtWidgets.QFormLayout(self)
+        self.mode = QtWidgets.QComboBox()
+        self.mode.addItems(self.MODES)
+        self.diff = QtWidgets.QCheckBox("added / removed")
+        self.diff.setToolTip("green: pixels refinement added to the coarse mask; red: pixels it removed")
+        self.ground_truth = QtWidgets.QCheckBox("outlines")
+        self.ground_truth.setToolTip("white outlines of the ground truth (when the dataset has annotations besides the predictions)")
+        self.opacity = QtWidgets.QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(70)
+        self.color_by = QtWidgets.QComboBox()
+        self.color_by.addItems(("instance", "class"))
+        self.patches = QtWidgets.QComboBox()
+        self.patches.addItems(("off", "selected instance", "all instances"))
+        self.patches.setToolTip("the boundary patches BPR will refine, with the size and NMS threshold below")
+        self.patch_size = QtWidgets.QSpinBox()
+        self.patch_size.setRange(8, 512)
+        self.patch_size.setValue(patch_size)
+        self.nms_thr = QtWidgets.QDoubleSpinBox()
+        self.nms_thr.setRange(0.05, 1.0)
+        self.nms_thr.setSingleStep(0.05)
+        self.nms_thr.setValue(nms_thr)
+        self.patch_count = QtWidgets.QLabel("")
+        form.addRow("Masks (V)", self.mode)
+        form.addRow("Diff (X)", self.diff)
+        form.addRow("Ground truth (T)", self.ground_truth)
+        form.addRow("Opacity", self.opacity)
+        form.addRow("Colour by (C)", self.color_by)
+        form.addRow("Patches", self.patches)
+        form.addRow("Patch size (px)", self.patch_size)
+        form.addRow("NMS threshold", self.nms_thr)
+        form.addRow("", self.patch_count)
+        for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr):
+            widget.setFocusPolicy(Qt.ClickFocus)
+        self.diff.setFocusPolicy(Qt.NoFocus)
+        self.ground_truth.setFocusPolicy(Qt.NoFocus)
+        self.mode.currentTextChanged.connect(self.changed)
+        self.diff.toggled.connect(self.changed)
+        self.color_by.currentTextChanged.connect(self.changed)
+        self.patches.currentTextChanged.connect(self.patchesChanged)
+        self.patch_size.valueChanged.connect(self.patchesChanged)
+        self.nms_thr.valueChanged.connect(self.patchesChanged)

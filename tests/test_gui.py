@@ -1,0 +1,338 @@
+"""The window, offscreen: refine through the worker, review, touch up, undo, export, reopen, and bad input."""
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+from PyQt5 import QtCore, QtWidgets
+from PyQt5.QtCore import Qt
+
+from bpr_studio.core.config import RefinerConfig
+from bpr_studio.core.refiner import RefineCancelled, RefinedInstance
+from bpr_studio.gui.main_window import MainWindow
+
+
+@pytest.fixture
+def voc_copy(voc_dir, tmp_path):
+    """A writable copy of the labelme VOC sample (the session file is written beside it)."""
+    target = tmp_path / "voc"
+    shutil.copytree(voc_dir / "data_annotated", target)
+    for path in target.iterdir():
+        path.chmod(0o644)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A randomly initialised HRNetV2-W18-Small weights file (the refinement output is meaningless, the plumbing is real)."""
+    from bpr_studio.core.model import build_model, save_weights
+
+    torch.manual_seed(0)
+    return save_weights(tmp_path_factory.mktemp("weights") / "tiny.pt", build_model("hr18s"), "hr18s")
+
+
+class SlowRefiner:
+    """Refiner stand-in: each instance takes ``delay`` seconds (polling should_stop) and grows by one pixel."""
+
+    device_name = "CPU"
+
+    def __init__(self, delay=0.15, fail=False):
+        self.delay, self.fail = delay, fail
+
+    def refine(self, image, masks, on_instance=None, should_stop=None):
+        if self.fail:
+            raise RuntimeError("boom: the refiner broke")
+        out = []
+        for k, mask in enumerate(masks):
+            end = time.monotonic() + self.delay
+            while time.monotonic() < end:
+                if should_stop is not None and should_stop():
+                    raise RefineCancelled("stopped")
+                time.sleep(0.01)
+            grown = mask.copy()
+            grown[1:] |= mask[:-1]
+            result = RefinedInstance(k, grown, np.zeros((0, 4), np.int32), np.zeros((0, 64, 64), np.float32))
+            out.append(result)
+            if on_instance is not None:
+                on_instance(result)
+        return out
+
+
+def _window(qtbot, path, factory, **kwargs):
+    window = MainWindow(refiner_factory=factory, **kwargs)
+    qtbot.addWidget(window)
+    window.resize(1000, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.open_dataset(path)
+    return window
+
+
+def _press_key(qtbot, window, key, modifier=Qt.NoModifier):
+    QtWidgets.QApplication.setActiveWindow(window)  # shortcuts need an active window; offscreen has no window manager
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, key, modifier)
+
+
+def _drag(qtbot, canvas, points):
+    """Press, move through and release the left button at image pixel positions."""
+    viewport = canvas.viewport()
+    positions = [canvas.mapFromScene(QtCore.QPointF(x, y)) for x, y in points]
+    qtbot.mousePress(viewport, Qt.LeftButton, pos=positions[0])
+    for pos in positions[1:]:
+        qtbot.mouseMove(viewport, pos)
+    qtbot.mouseRelease(viewport, Qt.LeftButton, pos=positions[-1])
+
+
+def test_refine_review_touch_up_export_reopen(qtbot, voc_copy, tiny_weights, tmp_path):
+    from pycocotools.coco import COCO
+
+    from bpr_studio.core.refiner import Refiner
+
+    def factory(config):
+        return Refiner(RefinerConfig(input_size=32, batch_size=64), weights=tiny_weights, device="cpu")
+
+    window = _window(qtbot, voc_copy, factory)
+    refined = []
+    window.instanceRefined.connect(lambda i, j: refined.append((i, j)))
+    with qtbot.waitSignal(window.refineFinished, timeout=60000) as finished:
+        window.refine_current_image()
+    assert finished.args == [False]
+    image = window.session.images[0]
+    assert sorted(refined) == [(0, j) for j in range(len(image.instances))]
+    assert all(inst.has("refined") for inst in image.instances)
+    assert window.device_label.text() == "device: CPU"
+
+    window.auto_advance = False
+    window.select_instance(0)
+    _press_key(qtbot, window, Qt.Key_A)
+    window.select_instance(1)
+    _press_key(qtbot, window, Qt.Key_R)
+    assert [image.instances[0].status, image.instances[1].status] == ["accepted", "rejected"]
+
+    # a brush stroke on instance 2 changes the mask along the stroke and nowhere else
+    j = 2
+    inst = image.instances[j]
+    window.select_instance(j)
+    window.set_tool("brush")
+    window.brush_spin.setValue(6)
+    before = inst.final.copy()
+    x, y, w, h = inst.source.bbox
+    stroke = [(x + w / 2, y - 20.0), (x + w / 2 + 15, y - 20.0), (x + w / 2 + 30, y - 18.0)]
+    _drag(qtbot, window.canvas, stroke)
+    after = inst.final.copy()
+    changed = before ^ after
+    assert changed.sum() > 100 and inst.status == "edited"
+    yy, xx = np.nonzero(changed)
+    seg = np.array(stroke)
+    near = np.min(np.hypot(xx[:, None] - seg[None, :, 0], yy[:, None] - seg[None, :, 1]), axis=1)
+    ax, ay = seg[:-1, None, 0], seg[:-1, None, 1]
+    dx, dy = seg[1:, None, 0] - ax, seg[1:, None, 1] - ay
+    t = np.clip(((xx[None] - ax) * dx + (yy[None] - ay) * dy) / (dx * dx + dy * dy), 0, 1)
+    dist = np.hypot(xx[None] - ax - t * dx, yy[None] - ay - t * dy).min(axis=0)
+    assert np.all(np.minimum(dist, near) <= 6 + 2), "pixels changed away from the stroke"
+
+    _press_key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
+    assert np.array_equal(inst.final, before)
+    _press_key(qtbot, window, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert np.array_equal(inst.final, after)
+
+    out = tmp_path / "export" / "annotations.json"
+    assert window.export_dataset(out, "coco", unreviewed="refined")
+    coco = COCO(str(out))
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert len(anns) == sum(len(im.instances) for im in window.session.images)
+    first = coco.imgs[sorted(coco.imgs)[0]]
+    masks = [coco.annToMask(a).astype(bool) for a in anns if a["image_id"] == first["id"]]
+    assert any(np.array_equal(m, after) for m in masks)
+    assert any(np.array_equal(m, image.instances[1].coarse) for m in masks)  # rejected: coarse
+
+    window.close()
+    again = _window(qtbot, voc_copy, factory)
+    image = again.session.images[0]
+    assert [inst.status for inst in image.instances[:3]] == ["accepted", "rejected", "edited"]
+    assert np.array_equal(image.instances[2].final, after)
+    again.close()
+
+
+def test_window_stays_responsive_while_refining_and_cancel_stops(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.15))
+    ticks = []
+    timer = QtCore.QTimer(window, interval=10)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    arrived = []
+    window.instanceRefined.connect(lambda i, j: arrived.append((i, j)))
+    window.refine_dataset()
+    assert window.refining and window.cancel_button.isVisibleTo(window)
+    qtbot.waitUntil(lambda: len(arrived) >= 2, timeout=10000)
+    assert len(ticks) >= 10  # the event loop kept running timers during refinement
+    with qtbot.waitSignal(window.refineFinished, timeout=5000) as finished:
+        window.cancel_button.click()
+    assert finished.args == [True]
+    total = sum(len(im.instances) for im in window.session.images)
+    assert len(arrived) < total and not window.refining and not window.progress_bar.isVisibleTo(window)
+    # results that arrived are in the session, ready to review
+    i, j = arrived[0]
+    assert window.session.images[i].instances[j].has("refined")
+
+
+def test_worker_exception_becomes_error_dialog(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(fail=True))
+    with qtbot.waitSignal(window.refineFinished, timeout=10000):
+        window.refine_current_image()
+    boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible()]
+    assert boxes and "boom" in boxes[0].text()
+    boxes[0].close()
+    window.step_image(1)  # the window goes on
+    assert window.image_index == 1
+
+
+def test_unreadable_files_are_listed_and_the_rest_opens(qtbot, voc_copy):
+    (voc_copy / "2011_000006.jpg").write_bytes(b"this is not a jpeg")
+    (voc_copy / "2011_000025.json").write_text('{"shapes": [oops')
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    names = [window.image_list.item(k).text() for k in range(window.image_list.count())]
+    assert any("2011_000006.jpg" in n and "unreadable" in n for n in names)
+    assert any("2011_000025.json" in n and "unreadable" in n for n in names)
+    assert [im.path.name for im in window.session.images] == ["2011_000003.jpg"]
+    assert "2011_000006.jpg" in window.last_error and "2011_000025.json" in window.last_error
+    window.show_image(0)
+    assert window.canvas.image_item.pixmap().width() > 0
+
+
+def test_image_of_another_size_than_its_annotations(qtbot, voc_copy):
+    import cv2
+
+    def shrink(path):
+        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path)), (100, 80)))
+
+    shrink(voc_copy / "2011_000003.jpg")  # before opening: the io layer leaves it out, the window lists it
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    assert "2011_000003.jpg" in window.last_error and "100x80" in window.last_error
+    assert [im.path.name for im in window.session.images] == ["2011_000006.jpg", "2011_000025.jpg"]
+    shrink(voc_copy / "2011_000025.jpg")  # after opening: found when the image is shown
+    window.show_image(1)
+    assert "unreadable" in window.image_list.item(1).text()
+    assert "2011_000025.jpg" in window.session.images[1].error and "100x80" in window.session.images[1].error
+    window.show_image(0)
+    assert window.canvas.image_item.pixmap().width() > 0
+
+
+def test_bad_dataset_keeps_the_open_session(qtbot, voc_copy, tmp_path):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    session = window.session
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert not window.open_dataset(bad)
+    assert window.session is session and "bad.json" in window.last_error
+
+
+def test_patch_preview_follows_the_controls(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    window.view_controls.patches.setCurrentText("selected instance")
+    window.select_instance(0)
+    few = len(window.canvas.patch_items)
+    window.view_controls.nms_thr.setValue(0.6)
+    assert len(window.canvas.patch_items) > few > 0
+    window.view_controls.patch_size.setValue(32)
+    assert window.config.patch_size == 32 and window.config.nms_thr == 0.6
+
+
+def test_review_keys_walk_through_instances_and_images(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    _press_key(qtbot, window, Qt.Key_N)
+    assert (window.image_index, window.selected) == (0, 0)
+    _press_key(qtbot, window, Qt.Key_A)  # accepts and moves on to the next unreviewed instance
+    assert window.session.images[0].instances[0].status == "accepted" and window.selected == 1
+    _press_key(qtbot, window, Qt.Key_D)
+    assert window.image_index == 1
+    _press_key(qtbot, window, Qt.Key_D, Qt.ShiftModifier)
+    assert window.image_index == 0
+    _press_key(qtbot, window, Qt.Key_V)
+    assert window.view_controls.mode.currentText() == "refined"
+    _press_key(qtbot, window, Qt.Key_X)
+    assert window.view_controls.diff.isChecked()
+    assert "1/4 reviewed" in window.review_label.text()
+
+
+def test_screenshot_command(voc_copy, tmp_path, qapp):
+    from bpr_studio.cli import main
+
+    out = tmp_path / "shot.png"
+    assert main(["gui", str(voc_copy), "--screenshot", str(out), "--size", "800x500"]) == 0
+    assert out.stat().st_size > 10000
+
+
+def test_re_refine_a_touch_up_and_polygon_tool(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.0))
+    image = window.session.images[0]
+    inst = image.instances[0]
+    window.select_instance(0)
+    window.set_tool("polygon")
+    x, y, w, h = inst.source.bbox
+    corners = [(x - 30, y - 30), (x - 10, y - 30), (x - 10, y - 10)]
+    for corner in corners:
+        _drag(qtbot, window.canvas, [corner])  # a click adds a point
+    assert len(window.canvas.polygon_points) == 3
+    before = inst.final.copy()
+    _press_key(qtbot, window, Qt.Key_Return)
+    assert inst.status == "edited" and inst.final[int(y - 25), int(x - 20)] and not before[int(y - 25), int(x - 20)]
+    touched = inst.final.copy()
+    with qtbot.waitSignal(window.refineFinished, timeout=10000):
+        _press_key(qtbot, window, Qt.Key_F)  # re-refine the touch-up: the fake refiner grows it by one row
+    grown = touched.copy()
+    grown[1:] |= touched[:-1]
+    assert np.array_equal(inst.final, grown) and inst.status == "edited" and not inst.has("refined")
+    window.undo()
+    assert np.array_equal(inst.final, touched)
+
+
+def test_image_unreadable_during_refinement_is_skipped(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.0))
+    (voc_copy / "2011_000025.jpg").write_bytes(b"broken after opening")
+    with qtbot.waitSignal(window.refineFinished, timeout=10000):
+        window.refine_dataset()
+    images = window.session.images
+    assert all(inst.has("refined") for im in images[:2] for inst in im.instances)
+    assert not any(inst.has("refined") for inst in images[2].instances)
+    assert "unreadable" in window.image_list.item(2).text()
+    assert "2011_000025.jpg" in window.image_list.item(2).toolTip()
+
+
+def test_demo_opens_with_its_ground_truth(tmp_path, qapp, monkeypatch):
+    from bpr_studio.cli import main
+    from bpr_studio.gui.app import DEMO, demo_session_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert demo_session_path().is_relative_to(tmp_path / "data")  # never inside the package
+    out = tmp_path / "demo.png"
+    assert main(["gui", "--screenshot", str(out), "--size", "800x500"]) == 0
+    assert out.stat().st_size > 10000 and demo_session_path().is_file()
+    assert sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file()) < 1_000_000
+
+
+def test_open_and_export_dialogs_give_the_window_its_arguments(qtbot, voc_copy, tmp_path):
+    from bpr_studio.gui.dialogs import ExportDialog, OpenDialog
+
+    opener = OpenDialog()
+    qtbot.addWidget(opener)
+    opener.path.setText(str(voc_copy))
+    opener.format.setCurrentText("labelme")
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    assert window.open_dataset(**opener.values())
+    exporter = ExportDialog(default_out=str(tmp_path / "out"))
+    qtbot.addWidget(exporter)
+    exporter.format.setCurrentText("labelme")
+    exporter.unreviewed.setCurrentIndex(exporter.unreviewed.findData("omit"))
+    window.session.accept(0, 0)
+    assert window.export_dataset(**exporter.values())
+    from bpr_studio.io.formats import load_dataset
+
+    exported = load_dataset(tmp_path / "out", format="labelme")
+    assert sum(len(rec.instances) for rec in exported.images) == 1  # unreviewed ones left out
+    first = window.session.images[0]
+    only = [rec for rec in exported.images if rec.instances][0]
+    assert np.array_equal(only.instances[0].mask, first.instances[0].final)

@@ -1,0 +1,243 @@
+"""The session model without a window: review, touch-up, undo/redo, autosave, crash recovery, export."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
+from bpr_studio.session import MaskDiff, Session
+from bpr_studio.session.store import SessionStore
+
+
+def _dataset(tmp_path: Path, n_images: int = 2, size=(60, 80)) -> Dataset:
+    """Images with two instances each: a disc and a ring with a hole (two parts in the second image)."""
+    h, w = size
+    images = []
+    for k in range(n_images):
+        path = tmp_path / f"img{k}.png"
+        cv2.imwrite(str(path), np.full((h, w, 3), 40 * k, np.uint8))
+        disc = np.zeros((h, w), np.uint8)
+        cv2.circle(disc, (20, 20), 10, 1, -1)
+        ring = np.zeros((h, w), np.uint8)
+        cv2.circle(ring, (55, 35), 15, 1, -1)
+        cv2.circle(ring, (55, 35), 6, 0, -1)
+        if k == 1:
+            cv2.rectangle(ring, (0, 50), (10, 59), 1, -1)
+        insts = [Instance.from_mask(disc.astype(bool), 1, score=0.9), Instance.from_mask(ring.astype(bool), 2, score=0.5)]
+        images.append(ImageRecord(path, w, h, insts, image_id=k))
+    return Dataset(images, {1: "disc", 2: "ring"})
+
+
+def test_mask_diff_roundtrip_is_exact():
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 50)) > 0.5
+    b = a.copy()
+    b[10:20, 5:30] = rng.random((10, 25)) > 0.3
+    diff = MaskDiff.between(a, b)
+    assert diff.bbox[0] >= 5 and diff.bbox[2] <= 30 and diff.bbox[1] >= 10 and diff.bbox[3] <= 20
+    c = a.copy()
+    diff.apply(c)
+    assert np.array_equal(c, b)
+    again = MaskDiff.from_json(json.loads(json.dumps(diff.to_json())))
+    again.apply(c)
+    assert np.array_equal(c, a)
+    assert MaskDiff.between(a, a) is None
+
+
+def test_review_events_and_counts(tmp_path):
+    session = Session(_dataset(tmp_path))
+    seen = []
+    session.events.changed.connect(lambda e: seen.append((e.kind, e.image, e.instance)))
+    assert session.accept(0, 0)
+    assert not session.accept(0, 0)
+    session.reject(0, 1)
+    assert ("status", 0, 0) in seen and ("status", 0, 1) in seen
+    assert session.images[0].review_counts() == {"unreviewed": 0, "accepted": 1, "rejected": 1, "edited": 0}
+    assert session.review_counts()["unreviewed"] == 2
+    assert session.next_unreviewed(0, 1) == (1, 0)
+    assert session.next_unreviewed(1, 0, step=-1) == (1, 1)  # wraps around backwards
+    session.set_refined(1, 0, session.images[1].instances[0].coarse)
+    assert session.accept_all_refined(1) == 1
+    assert session.images[1].instances[1].status == "unreviewed"
+    session.undo(1)
+    assert session.images[1].instances[0].status == "unreviewed"
+
+
+def test_brush_changes_only_the_stroke_and_undo_redo_are_exact(tmp_path):
+    session = Session(_dataset(tmp_path))
+    inst = session.images[1].instances[1]
+    before = inst.final.copy()
+    points = np.array([[70.0, 5.0], [90.0, 5.0]])  # runs past the right edge of the 80 px image
+    assert session.paint(1, 1, points, radius=3)
+    after = inst.final.copy()
+    stroke = np.zeros_like(before, np.uint8)
+    cv2.line(stroke, (70, 5), (90, 5), 1, 7)
+    changed = before ^ after
+    assert changed.any() and not (changed & ~stroke.astype(bool)).any()
+    assert inst.status == "edited" and inst.changed_pixels == int(changed.sum())
+    # the hole and the second part survive
+    assert not after[35, 55] and after[55, 5]
+    assert session.paint(1, 1, [[55.0, 20.0]], radius=2, erase=True)
+    assert session.undo(1) and session.undo(1)
+    assert np.array_equal(inst.final, before) and inst.status == "unreviewed" and not inst.has("edited")
+    assert session.redo(1)
+    assert np.array_equal(inst.final, after)
+    assert session.redo(1) and not session.redo(1)
+    assert not session.paint(1, 1, [[-50.0, -50.0]], radius=3)  # entirely outside: nothing happens
+
+
+def test_polygon_and_reject_keep_coarse(tmp_path):
+    session = Session(_dataset(tmp_path))
+    inst = session.images[0].instances[0]
+    assert session.fill_polygon(0, 0, [[0, 40], [10, 40], [10, 50]])
+    assert inst.final[45, 8]
+    assert session.fill_polygon(0, 0, [[0, 40], [10, 40], [10, 50]], subtract=True)
+    assert not inst.final[45, 8]
+    session.reject(0, 0)
+    assert np.array_equal(inst.final, inst.coarse)
+
+
+def test_autosave_restores_after_reopen(tmp_path):
+    data = _dataset(tmp_path)
+    path = tmp_path / "s.bprsession"
+    session = Session(data, path)
+    session.accept(0, 0)
+    refined = session.images[0].instances[1].coarse.copy()
+    refined[0:5, 0:5] = True
+    session.set_refined(0, 1, refined, boxes=np.array([[0, 0, 8, 8]]))
+    session.paint(1, 0, [[20.0, 40.0], [30.0, 40.0]], radius=2)
+    edited = session.images[1].instances[0].final.copy()
+    # no close(): what a crash leaves behind must be enough
+    again = Session(_dataset(tmp_path), path)
+    assert again.images[0].instances[0].status == "accepted"
+    assert np.array_equal(again.images[0].instances[1].refined, refined)
+    assert again.images[0].instances[1].boxes.tolist() == [[0, 0, 8, 8]]
+    assert again.images[1].instances[0].status == "edited"
+    assert np.array_equal(again.images[1].instances[0].final, edited)
+    assert again.restore_message is None
+
+
+def test_compaction_and_torn_journal_line(tmp_path):
+    path = tmp_path / "s.bprsession"
+    session = Session(_dataset(tmp_path), path, compact_every=3)
+    for k in range(5):
+        session.paint(0, 0, [[5.0 + 3 * k, 50.0]], radius=1)
+    store = SessionStore(path)
+    snapshot, entries = store.load()
+    assert snapshot["seq"] >= 3 and len(entries) <= 2
+    good = session.images[0].instances[0].final.copy()
+    with open(store.journal_path, "ab") as f:
+        f.write(b'{"seq": 99, "op": "change", "ima')  # the program died while writing this line
+    again = Session(_dataset(tmp_path), path)
+    assert np.array_equal(again.images[0].instances[0].final, good)
+    again.paint(0, 0, [[40.0, 55.0]], radius=1)  # appending after the torn line still works
+    assert Session(_dataset(tmp_path), path).images[0].instances[0].final[55, 40]
+
+
+def test_session_of_another_dataset_is_moved_aside(tmp_path):
+    path = tmp_path / "s.bprsession"
+    Session(_dataset(tmp_path), path).accept(0, 0)
+    other = Session(_dataset(tmp_path, n_images=1), path)
+    assert "moved aside" in other.restore_message
+    assert other.images[0].instances[0].status == "unreviewed"
+    assert path.with_name(path.name + ".old").exists()
+    path.write_text("{not json")
+    assert "moved aside" in Session(_dataset(tmp_path, n_images=1), path).restore_message
+
+
+def test_kill_9_loses_at_most_the_last_stroke(tmp_path):
+    """A child process paints strokes and is killed with SIGKILL; every stroke it reported is back."""
+    if not hasattr(signal, "SIGKILL"):
+        pytest.skip("needs SIGKILL")
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_session import _dataset
+        from bpr_studio.session import Session
+        from pathlib import Path
+        s = Session(_dataset(Path({str(tmp_path)!r})), Path({str(tmp_path / 'k.bprsession')!r}), compact_every=4)
+        for k in range(1000):
+            s.paint(0, 1, [[(k * 7) % 80, (k * 3) % 60]], radius=1)
+            print(k, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    done = -1
+    for line in proc.stdout:
+        done = int(line)
+        if done >= 12:
+            break
+    assert done >= 12, "the painting process ended early"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    restored = Session(_dataset(tmp_path), tmp_path / "k.bprsession").images[0].instances[1].final
+    for k in range(done + 1):
+        assert restored[(k * 3) % 60, (k * 7) % 80], f"stroke {k} lost"
+
+
+def test_export_choices(tmp_path):
+    session = Session(_dataset(tmp_path))
+    refined = np.zeros((60, 80), bool)
+    refined[0:10, 0:10] = True
+    session.set_refined(0, 0, refined)
+    session.set_refined(0, 1, refined)
+    session.accept(0, 0)
+    assert np.array_equal(session.export_dataset("refined").images[0].instances[1].mask, refined)
+    coarse = session.export_dataset("coarse").images[0].instances
+    assert np.array_equal(coarse[0].mask, refined) and np.array_equal(coarse[1].mask, session.images[0].instances[1].coarse)
+    omitted = session.export_dataset("omit")
+    assert len(omitted.images[0].instances) == 1 and len(omitted.images[1].instances) == 0
+
+
+def test_rle_crop_matches_full_decode():
+    from pycocotools import mask as mask_utils
+
+    from bpr_studio.core.boundary import mask_bbox
+    from bpr_studio.io.dataset import encode_rle
+    from bpr_studio.session.rle import rle_crop
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        h, w = rng.integers(1, 50, 2)
+        mask = rng.random((h, w)) > rng.random()
+        if trial % 5 == 0:
+            mask[:] = False
+        box = mask_bbox(mask)
+        compressed = encode_rle(mask)
+        uncompressed = {"size": [int(h), int(w)],
+                        "counts": [int(c) for c in _runs(np.asfortranarray(mask).ravel(order="F"))]}
+        assert np.array_equal(mask_utils.decode(mask_utils.frPyObjects(uncompressed, h, w)).astype(bool), mask)
+        for rle in (compressed, uncompressed):
+            crop = rle_crop(rle)
+            if box is None:
+                assert crop is None
+                continue
+            x0, y0, x1, y1 = box
+            assert crop[:2] == (x0, y0) and np.array_equal(crop[2], mask[y0:y1, x0:x1])
+
+
+def _runs(flat: np.ndarray) -> list[int]:
+    """Run lengths of a flat bool array, background first (COCO's uncompressed RLE)."""
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [len(flat)]])
+    runs = np.diff(bounds).tolist()
+    return ([0] + runs) if flat[0] else runs
+
+
+def test_only_the_current_image_keeps_decoded_masks(tmp_path):
+    session = Session(_dataset(tmp_path, n_images=2))
+    assert session.images[1].instances[0].coarse.any()
+    assert not session.images[1].instances[0]._arrays  # decoded for the reader, not kept
+    session.paint(1, 0, [[40.0, 50.0]], radius=2)  # editing another image works, then it is released
+    assert session.images[1].instances[0].final[50, 40] and not session.images[1].instances[0]._arrays
+    session.images[0].instances[0].coarse
+    assert session.images[0].instances[0]._arrays
+    session.select_image(1)
+    assert not session.images[0].instances[0]._arrays

@@ -1,0 +1,97 @@
+"""Training: patches from ground truth + predictions, a tiny run that learns, checkpoints that load and resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from bpr_studio.cli import main
+from bpr_studio.core.model import load_weights
+from bpr_studio.core.patches import boundary_patches, crop_boxes
+from bpr_studio.core.simulate import simulate_instances
+from bpr_studio.core.synth import make_scene
+from bpr_studio.core.train import PatchSet, TrainConfig, image_patches, learning_rate, match_ground_truth, train
+
+
+def tiny_patches(n_scenes=2, patch_size=32):
+    sets = []
+    for i in range(n_scenes):
+        rng = np.random.default_rng([11, i])
+        image, masks, kinds = make_scene(rng, 128, 128, max_objects=3)
+        gt = np.stack(masks)
+        sim = simulate_instances(gt, rng)
+        pred = np.stack([c for _, c, _ in sim])
+        sets.append(image_patches(image, gt, kinds, pred, [kinds[j] for j, _, _ in sim], patch_size=patch_size))
+    return PatchSet.concatenate(sets)
+
+
+def test_match_ground_truth_same_class_non_crowd():
+    a = np.zeros((1, 10, 10), bool)
+    a[0, 2:8, 2:8] = True
+    gt = np.concatenate([a, a, a])
+    index, iou = match_ground_truth(a, [1], gt, [2, 1, 1], [False, True, False])
+    assert index.tolist() == [2] and iou.tolist() == [1.0]
+    index, iou = match_ground_truth(a, [3], gt, [2, 1, 1])
+    assert index.tolist() == [-1] and iou.tolist() == [0.0]
+
+
+def test_image_patches_target_is_the_matched_ground_truth():
+    image = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    gt = np.zeros((2, 80, 80), bool)
+    gt[0, 10:50, 10:50] = True
+    gt[1, 60:75, 60:75] = True
+    pred = np.zeros((2, 80, 80), bool)
+    pred[0] = np.roll(gt[0], 2, 0)
+    pred[1, 0:5, 0:5] = True  # overlaps no ground truth: no patches
+    ps = image_patches(image, gt, [1, 1], pred, [1, 1], patch_size=16)
+    boxes = boundary_patches(pred[0], 16, 0.25)
+    assert len(ps) == len(boxes) > 0
+    assert np.array_equal(ps.target, crop_boxes(gt[0], boxes))
+    assert np.array_equal(ps.coarse, crop_boxes(pred[0], boxes))
+    assert np.array_equal(ps.images, crop_boxes(image, boxes))
+
+
+def test_patchset_round_trip(tmp_path):
+    ps = tiny_patches(1)
+    path = ps.save(tmp_path / "p.npz")
+    back = PatchSet.load(path)
+    for name in ("images", "coarse", "target"):
+        assert np.array_equal(getattr(back, name), getattr(ps, name))
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.npz"):
+        PatchSet.load(tmp_path / "bad.npz")
+
+
+def test_learning_rate_poly_by_iterations_or_time():
+    c = TrainConfig(iters=100, max_seconds=10.0)
+    assert learning_rate(c, 0, 0.0) == pytest.approx(0.01)
+    assert learning_rate(c, 50, 9.0) == learning_rate(c, 90, 0.0)
+    assert learning_rate(c, 100, 0.0) == pytest.approx(1e-4)
+
+
+def test_tiny_run_learns_and_writes_loadable_checkpoints(tmp_path):
+    torch.set_num_threads(1)
+    ps = tiny_patches(2).subset(np.arange(8))
+    config = TrainConfig(input_size=32, iters=14, batch_size=8, val_patches=0, lr=0.01)
+    out = tmp_path / "m.pt"
+    losses = train(ps, out, config, progress=False)
+    assert len(losses) == 14
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    model, info = load_weights(out)
+    assert info["arch"] == "hr18s" and info["meta"]["iteration"] == 14
+    with torch.no_grad():
+        assert model(torch.zeros(1, 4, 32, 32)).shape == (1, 2, 32, 32)
+    more = train(ps, out, TrainConfig(input_size=32, iters=16, batch_size=8, val_patches=0),
+                 resume=out.with_name("m.pt.ckpt"), progress=False)
+    assert len(more) == 2
+    assert load_weights(out)[1]["meta"]["iteration"] == 16
+
+
+def test_cli_trains_from_a_coco_dataset(tmp_path):
+    data = tmp_path / "synth"
+    assert main(["synth", "--out", str(data), "--images", "1", "--seed", "4"]) == 0
+    out = tmp_path / "model.pt"
+    assert main(["train", "--annotations", str(data / "annotations.json"), "--predictions",
+                 str(data / "predictions.json"), "--out", str(out), "--iters", "2", "--batch-size", "2",
+                 "--input-size", "32", "--save-patches", str(tmp_path / "p.npz"), "--quiet", "--threads", "1"]) == 0
+    assert load_weights(out)[1]["meta"]["iteration"] == 2
+    assert len(PatchSet.load(tmp_path / "p.npz")) > 0
