@@ -6,8 +6,6 @@ import torch
 from bpr_studio.core import model as model_module
 from bpr_studio.core.model import ARCHS, WeightsError, build_model, fast_inference, load_weights, save_weights
 
-torch.manual_seed(0)
-
 
 @pytest.fixture(scope="module")
 def hr18s() -> torch.nn.Module:
