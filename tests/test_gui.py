@@ -243,10 +243,13 @@ def test_patch_preview_follows_the_controls(qtbot, voc_copy):
 
 def test_review_keys_walk_through_instances_and_images(qtbot, voc_copy):
     window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    selections = []
+    window.instanceSelected.connect(lambda i, j: selections.append((i, j)))
     _press_key(qtbot, window, Qt.Key_N)
     assert (window.image_index, window.selected) == (0, 0)
     _press_key(qtbot, window, Qt.Key_A)  # accepts and moves on to the next unreviewed instance
     assert window.session.images[0].instances[0].status == "accepted" and window.selected == 1
+    assert selections == [(0, 0), (0, 1)]  # the Inspect dock follows these
     _press_key(qtbot, window, Qt.Key_D)
     assert window.image_index == 1
     _press_key(qtbot, window, Qt.Key_D, Qt.ShiftModifier)

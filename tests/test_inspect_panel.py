@@ -15,10 +15,11 @@ from test_inspect import make_scene
 
 
 class StandInWindow(QtWidgets.QMainWindow):
-    """The MainWindow hooks the panel uses (docs/CONTRACTS.md), recording the calls."""
+    """The MainWindow hooks the panel uses (docs/ARCHITECTURE.md), recording the calls."""
 
     instanceRefined = QtCore.pyqtSignal(int, int)
     imageChanged = QtCore.pyqtSignal(int)
+    instanceSelected = QtCore.pyqtSignal(int, int)
 
     def __init__(self, session):
         super().__init__()
@@ -118,6 +119,13 @@ def test_ranking_drives_the_window_selection(qtbot, tmp_path, scene):
     qtbot.mouseClick(panel.ranked.viewport(), QtCore.Qt.LeftButton, pos=panel.ranked.visualItemRect(item).center())
     assert window.opened == [(0, 1)]
     assert len(panel.gallery.rows) == len(scene.boxes[1])
+
+
+def test_gallery_follows_the_window_selection(qtbot, tmp_path, scene):
+    window, panel = open_window(qtbot, make_session(tmp_path, scene))
+    window.instanceSelected.emit(0, 1)
+    assert panel.selected == (0, 1) and len(panel.gallery.rows) == len(scene.boxes[1])
+    assert window.opened == []  # following the window does not move it again
 
 
 def test_refinement_signal_updates_the_figures(qtbot, tmp_path, scene):

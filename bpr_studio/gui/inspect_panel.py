@@ -225,6 +225,7 @@ class InspectPanel(QtWidgets.QWidget):
         self.gallery.patchClicked.connect(self.main_window.center_canvas_on)
         self.main_window.instanceRefined.connect(self.update_instance)
         self.main_window.imageChanged.connect(self._image_changed)
+        self.main_window.instanceSelected.connect(self.follow_selection)
         self.refresh()
 
     # ---- data ----------------------------------------------------------------------------------
@@ -377,6 +378,14 @@ class InspectPanel(QtWidgets.QWidget):
         """Open the instance in the window, ring its dot and show its patch gallery."""
         self.selected = (image_index, instance_index)
         self.main_window.open_instance(image_index, instance_index)
+        self.scatter.set_records(list(self.records.values()), self.selected)
+        self._show_gallery(image_index, instance_index)
+
+    def follow_selection(self, image_index: int, instance_index: int) -> None:
+        """The window selected an instance (canvas, table or keys): ring its dot and show its gallery."""
+        if self.selected == (image_index, instance_index) or not self.isVisible():
+            return
+        self.selected = (image_index, instance_index)
         self.scatter.set_records(list(self.records.values()), self.selected)
         self._show_gallery(image_index, instance_index)
 

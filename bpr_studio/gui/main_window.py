@@ -62,6 +62,7 @@ class MainWindow(QtWidgets.QMainWindow):
     instanceRefined = QtCore.pyqtSignal(int, int)
     imageChanged = QtCore.pyqtSignal(int)
     refineFinished = QtCore.pyqtSignal(bool)  # cancelled
+    instanceSelected = QtCore.pyqtSignal(int, int)  # image index, instance index
 
     def __init__(self, session: Session | None = None, refiner_factory=None,
                  config: RefinerConfig | None = None, parent=None):
@@ -347,6 +348,8 @@ class MainWindow(QtWidgets.QMainWindow):
             # the selected instance has its own layer: hide it in the cached one, show the previous one again
             self._repaint_instances([k for k in (previous, j) if k is not None])
             self._redraw_selected()
+            if j is not None:
+                self.instanceSelected.emit(self.image_index, j)
         self.refresh_patches()
 
     def set_instance_visible(self, j: int, visible: bool) -> None:
