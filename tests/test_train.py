@@ -86,6 +86,23 @@ def test_tiny_run_learns_and_writes_loadable_checkpoints(tmp_path):
     assert load_weights(out)[1]["meta"]["iteration"] == 16
 
 
+def test_init_starts_from_a_weights_file(tmp_path):
+    torch.set_num_threads(1)
+    ps = tiny_patches(2).subset(np.arange(8))
+    config = TrainConfig(input_size=32, iters=3, batch_size=8, val_patches=0, seed=5)  # another random init
+    train(ps, tmp_path / "a.pt", config, progress=False)
+    start = load_weights(tmp_path / "a.pt")[0]
+    losses_init = train(ps, tmp_path / "b.pt", TrainConfig(input_size=32, iters=1, batch_size=8, val_patches=0,
+                                                           lr=1e-12), init=tmp_path / "a.pt", progress=False)
+    after = load_weights(tmp_path / "b.pt")[0]
+    for (name, a), b in zip(start.state_dict().items(), after.state_dict().values()):
+        if a.is_floating_point() and "running" not in name:  # lr ~0: the weights are the ones started from
+            torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
+    assert len(losses_init) == 1
+    with pytest.raises(ValueError, match="not both"):
+        train(ps, tmp_path / "c.pt", config, init=tmp_path / "a.pt", resume=tmp_path / "a.pt.ckpt", progress=False)
+
+
 def test_cli_trains_from_a_coco_dataset(tmp_path):
     data = tmp_path / "synth"
     assert main(["synth", "--out", str(data), "--images", "1", "--seed", "4"]) == 0

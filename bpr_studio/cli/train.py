@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0,
                         help="minutes between checkpoints (default 5)")
     parser.add_argument("--resume", default=None, help="checkpoint (OUT.ckpt) to continue from")
+    parser.add_argument("--init", default=None,
+                        help="weights file to start from, e.g. the shipped model (a fresh schedule, unlike --resume)")
     parser.add_argument("--log", default=None, help="append progress lines to this file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
-    losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log)
+    losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,
+                   init=args.init)
     seconds = time.monotonic() - start
     rate = len(losses) * args.batch_size / max(seconds, 1e-9)
     print(f"trained {len(losses)} iterations in {seconds / 60:.1f} min ({rate:.1f} patches/s); "

@@ -254,17 +254,18 @@ def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_s
 
 def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None = None,
           resume: str | os.PathLike | None = None, progress: bool = True,
-          log: Callable[[str], None] | None = None) -> list[float]:
+          log: Callable[[str], None] | None = None, init: str | os.PathLike | None = None) -> list[float]:
     """Train a refinement network on ``patches`` and write its weights to ``out`` (float16).
 
     resume: a checkpoint ``<out>.ckpt`` of an earlier run (its model, optimizer, iteration and
     elapsed time are restored; the config given here applies from then on). log: called with one
-    line per log interval and checkpoint (e.g. to append to a log file).
-    Returns the training losses of the iterations run in this call.
+    line per log interval and checkpoint (e.g. to append to a log file). init: a weights file
+    (save_weights, e.g. the shipped model) to start from instead of random weights; the schedule
+    starts afresh. Returns the training losses of the iterations run in this call.
     """
     from tqdm import tqdm
 
-    from .model import build_model, save_weights
+    from .model import build_model, load_weights, save_weights
 
     config = config or TrainConfig()
     out = Path(out)
@@ -280,7 +281,12 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     n_val = min(config.val_patches, len(patches) // 5)
     val, train_set = patches.subset(np.sort(order[:n_val])), patches.subset(np.sort(order[n_val:]))
 
+    if init is not None and resume is not None:
+        raise TrainInputError("give either a weights file to start from (init) or a checkpoint to resume, not both")
     model = build_model(config.model)
+    if init is not None:
+        model.load_state_dict(load_weights(init, arch=config.model)[0].state_dict())
+        log(f"starting from the weights in {init}")
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
