@@ -93,7 +93,8 @@ def crop_boxes(array: np.ndarray, boxes: np.ndarray, padding: int = 0) -> np.nda
     """Cut every box, enlarged by ``padding`` on each side, out of an image or mask.
 
     array: (H, W) or (H, W, C). boxes: (K, 4) int. Returns (K, S, S) or (K, S, S, C) of the same
-    dtype with S = box side + 2 * padding; parts outside the array replicate its border.
+    dtype with S = box side + 2 * padding ((0, 0, 0[, C]) for no boxes); parts outside the array
+    replicate its border.
     """
     height, width = array.shape[:2]
     if len(boxes) == 0:
