@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if triples:
         from ..io.coco import read_coco, read_coco_results
 
-        for images, annotations, predictions in triples:
-            ground_truth = read_coco(annotations, images)
+        for images, gt_file, predictions in triples:
+            ground_truth = read_coco(gt_file, images)
             coarse = read_coco_results(predictions, ground_truth)
             sets.append(dataset_patches(ground_truth, coarse, args.patch_size, args.nms_thr, progress=not args.quiet))
             log(f"{annotations} + {predictions}: {len(sets[-1])} patches")

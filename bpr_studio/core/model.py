@@ -25,13 +25,14 @@ import copy
 import io
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .atomic import atomic_write
 
 WEIGHTS_FORMAT = "bpr-studio-weights/1"
 _log = logging.getLogger(__name__)
@@ -219,16 +220,7 @@ def save_weights(path: str | os.PathLike, model: nn.Module, name: str, meta: dic
             value = value.half()
         state[key] = value.clone()
     payload = {"format": WEIGHTS_FORMAT, "arch": name, "meta": meta, "state_dict": state}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _state_mismatch(model: nn.Module, state: dict) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write
 from .metrics import mask_iou
 from .patches import boundary_patches, crop_boxes, network_inputs
 
@@ -78,7 +78,7 @@ class PatchSet:
         k, p = len(self), self.images.shape[1]
         arrays = dict(images=self.images, coarse=np.packbits(self.coarse.reshape(k, -1), axis=1),
                       target=np.packbits(self.target.reshape(k, -1), axis=1), patch_size=np.int32(p))
-        _atomic(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
         return path
 
     @classmethod
@@ -97,19 +97,6 @@ class PatchSet:
         except (KeyError, ValueError, OSError) as exc:
             raise TrainInputError(f"{path}: not a BPR Studio patch file ({exc})") from exc
         return cls(images, coarse, target)
-
-
-def _atomic(path: Path, write: Callable) -> None:
-    """Call ``write(file object)`` on a temporary file in ``path``'s folder, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def match_ground_truth(pred: np.ndarray, pred_categories: list[int], gt: np.ndarray, gt_categories: list[int],
@@ -315,7 +302,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         state = {"arch": config.model, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "iteration": iteration, "elapsed": elapsed_before + time.monotonic() - start,
                  "config": dataclasses.asdict(config)}
-        _atomic(ckpt_path, lambda f: torch.save(state, f))
+        atomic_write(ckpt_path, lambda f: torch.save(state, f))
         save_weights(out, model, config.model, meta=meta(extra), half=True)
 
     losses: list[float] = []

@@ -424,11 +424,6 @@ class MainWindow(QtWidgets.QMainWindow):
         hidden = self._hidden | ({self.selected} if self.selected is not None else set())
         return overlay.instance_colors(colors, hidden)
 
-    def _recolor(self) -> None:
-        """Redraw the whole cached layer with new colours (colour by instance / class)."""
-        if self._labels is not None and self.current_image() is not None:
-            self.canvas.set_overlay(overlay.indexed_image(self._labels, self._color_table()))
-
     def _repaint_region(self, box, relabel: bool = False) -> None:
         """Redraw box (x0, y0, x1, y1) of the cached layer; ``relabel`` first redraws its labels from the masks."""
         if box is None or self._labels is None:
@@ -471,12 +466,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _recolor(self) -> None:
         """New colour table for the cached layer: colours, hidden instances, the selected one left to its own layer."""
-        image = self.current_image()
-        if self._labels is None or image is None:
-            return
-        colors = {j: self._color(j) for j in range(len(image.instances))}
-        hidden = self._hidden | ({self.selected} if self.selected is not None else set())
-        self.canvas.set_overlay(overlay.indexed_image(self._labels, overlay.instance_colors(colors, hidden)))
+        if self._labels is not None and self.current_image() is not None:
+            self.canvas.set_overlay(overlay.indexed_image(self._labels, self._color_table()))
 
     def _redraw_selected(self) -> None:
         j = self.selected
