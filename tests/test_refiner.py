@@ -121,3 +121,14 @@ def test_bad_inputs_are_refused(weights, scene):
 def test_default_weights_path_is_in_the_package():
     path = refiner_module.default_weights_path()
     assert path.name.endswith(".pt") and path.parent.name == "weights"
+
+
+def test_input_size_comes_from_the_weights_unless_given(tmp_path):
+    path = tmp_path / "trained48.pt"
+    save_weights(path, build_model("hr18s"), "hr18s", meta={"train": {"input_size": 48}})
+    assert Refiner(RefinerConfig(patch_size=16), weights=path, device="cpu", fast=False).config.input_size == 48
+    given = Refiner(RefinerConfig(patch_size=16, input_size=32), weights=path, device="cpu", fast=False)
+    assert given.config.input_size == 32
+    bare = tmp_path / "bare.pt"
+    save_weights(bare, build_model("hr18s"), "hr18s", meta=None)
+    assert Refiner(weights=bare, device="cpu", fast=False).config.input_size == 128

@@ -16,14 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oracle", type=float, action="append", default=[], choices=(1, 2, 3),
                         help="add a row: the first predictions with the pixels within DIST px of their "
                              "boundary replaced by ground truth (repeatable)")
-    parser.add_argument("--input-size", type=int, default=128, help="refinement network input (default 128)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="refinement network input (default: the size the weights were trained at)")
     parser.add_argument("--nms-thr", type=float, default=0.25, help="refinement patch NMS threshold (default 0.25)")
     parser.add_argument("--json", default=None, help="also write the table as JSON to this file")
 
 
-def refine_dataset(ground_truth, predictions, weights=None, input_size: int = 128, nms_thr: float = 0.25,
+def refine_dataset(ground_truth, predictions, weights=None, input_size: int | None = None, nms_thr: float = 0.25,
                    progress: bool = True):
-    """Dataset of the predictions refined by BPR (categories and scores kept)."""
+    """Dataset of the predictions refined by BPR (categories and scores kept); input_size None = the
+    size the weights were trained at."""
     from tqdm import tqdm
 
     from ..core.config import RefinerConfig
@@ -36,7 +38,7 @@ def refine_dataset(ground_truth, predictions, weights=None, input_size: int = 12
     for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="refine", disable=not progress):
         out = []
         if p.instances:
-            refined = refiner.refine(read_image(g.path), p.masks())
+            refined = refiner.refine(read_image(g.path, (g.width, g.height)), p.masks())
             out = [Instance.from_mask(r.mask, inst.category_id, score=inst.score)
                    for r, inst in zip(refined, p.instances)]
         images.append(ImageRecord(path=p.path, width=p.width, height=p.height, instances=out, image_id=p.image_id))

@@ -104,7 +104,7 @@ def _measure_dataset(truth, predictions, refined, refiner, config, args):
             boxes = [boundary_patches(m, config.patch_size, config.nms_thr) for m in coarse]
             probs = [None] * len(coarse)
         elif coarse:
-            results = refiner.refine(read_image(gt_image.path), np.stack(coarse))
+            results = refiner.refine(read_image(gt_image.path, (gt_image.width, gt_image.height)), np.stack(coarse))
             refined_masks = [r.mask for r in results]
             boxes = [r.boxes for r in results]
             probs = [r.probs for r in results]
@@ -132,7 +132,7 @@ def _write_gallery(out: Path, rank: int, cand: _Candidate, max_patches: int, cat
 
     q = cand.record
     patches = worst_patches_first(measure_patches(cand.coarse, cand.refined, cand.boxes, cand.probs, cand.gt))
-    rows = patch_rows(read_image(cand.path), cand.coarse, cand.refined, patches[:max_patches], cand.probs, cand.gt)
+    rows = patch_rows(read_image(cand.path, cand.coarse.shape[::-1]), cand.coarse, cand.refined, patches[:max_patches], cand.probs, cand.gt)
     title = f"#{rank} {cand.path.name}, instance {q.instance_index} ({categories.get(q.category_id, q.category_id)})"
     if q.iou_change is not None:
         title += f": IoU {q.iou_before:.3f} \u2192 {q.iou_after:.3f}"

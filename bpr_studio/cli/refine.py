@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nms-thr", type=float, default=0.25, help="patch NMS IoU threshold (default 0.25)")
     parser.add_argument("--patch-size", type=int, default=64, help="patch side in image pixels (default 64)")
     parser.add_argument("--padding", type=int, default=0, help="context around each patch in pixels (default 0)")
-    parser.add_argument("--input-size", type=int, default=128, help="network input side in pixels (default 128)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="network input side in pixels (default: the size the weights were trained at, "
+                             "128 for the shipped model)")
     parser.add_argument("--batch-size", type=int, default=32, help="patches per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 

@@ -11,7 +11,8 @@ class RefinerConfig:
 
     patch_size: side of a boundary patch in image pixels.
     padding: extra context around each patch in image pixels (seen by the network, not written back).
-    input_size: side of the square network input in pixels (patch + padding is resized to it).
+    input_size: side of the square network input in pixels (patch + padding is resized to it);
+        None = the size the weights were trained at (read from the weights file by the Refiner).
     nms_thr: IoU threshold of the patch NMS (higher keeps more, more overlapping patches).
     batch_size: patches per network forward pass.
     model: architecture name (``hr18s``, ``hr18`` or ``hr48``).
@@ -19,7 +20,7 @@ class RefinerConfig:
 
     patch_size: int = 64
     padding: int = 0
-    input_size: int = 128
+    input_size: int | None = None
     nms_thr: float = 0.25
     batch_size: int = 32
     model: str = "hr18s"
@@ -29,7 +30,7 @@ class RefinerConfig:
             raise ValueError(f"patch_size must be >= 2 pixels, got {self.patch_size}")
         if self.padding < 0:
             raise ValueError(f"padding must be >= 0 pixels, got {self.padding}")
-        if self.input_size < 8:
+        if self.input_size is not None and self.input_size < 8:
             raise ValueError(f"input_size must be >= 8 pixels, got {self.input_size}")
         if not 0.0 < self.nms_thr <= 1.0:
             raise ValueError(f"nms_thr must be in (0, 1], got {self.nms_thr}")

@@ -40,6 +40,16 @@ def default_weights_path() -> Path:
     return RESOURCES / "weights" / "bpr_hr18s_128.pt"
 
 
+DEFAULT_INPUT_SIZE = 128
+
+
+def trained_input_size(meta: dict | None) -> int:
+    """The network input side a weights file's metadata says it was trained at, else DEFAULT_INPUT_SIZE."""
+    train = (meta or {}).get("train")
+    size = train.get("input_size") if isinstance(train, dict) else None
+    return int(size) if isinstance(size, int) and size >= 8 else DEFAULT_INPUT_SIZE
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' -> CUDA if available, else Apple MPS, else CPU; anything else is passed to torch."""
     if str(device) != "auto":
@@ -55,7 +65,9 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 class Refiner:
     """Refines instance masks of an image with a trained BPR network.
 
-    config: patch sampling and batching (RefinerConfig); its ``model`` is taken from the weights.
+    config: patch sampling and batching (RefinerConfig); its ``model`` is taken from the weights, and
+        an ``input_size`` of None becomes the size the weights were trained at (DEFAULT_INPUT_SIZE for
+        files that do not say).
     weights: path of a weights file (core.model.save_weights); None = the shipped default.
     device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
     fast: use core.model.fast_inference (same masks, faster) instead of plain eager mode.
@@ -66,7 +78,9 @@ class Refiner:
         self.device = pick_device(device)
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
         self.model, info = load_weights(self.weights_path, device=self.device)
-        self.config = dataclasses.replace(config or RefinerConfig(), model=info["arch"])
+        config = config or RefinerConfig()
+        self.config = dataclasses.replace(config, model=info["arch"],
+                                          input_size=config.input_size or trained_input_size(info["meta"]))
         self._forward = fast_inference(self.model, self.device) if fast else self.model
 
     @property

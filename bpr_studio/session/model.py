@@ -232,10 +232,7 @@ class ImageState:
         corrupt, not the size the dataset says, or when an instance mask has another size; the
         message is also kept in :attr:`error`."""
         try:
-            image = read_image(self.path)
-            if image.shape[:2] != self.shape:
-                raise DatasetError(f"{self.path}: image is {image.shape[1]}x{image.shape[0]} pixels, "
-                                   f"the annotations say {self.record.width}x{self.record.height}")
+            image = read_image(self.path, expected_size=(self.record.width, self.record.height))
             for j, inst in enumerate(self.instances):
                 if tuple(inst.source.size) != self.shape:
                     h, w = inst.source.size
