@@ -36,7 +36,7 @@ class InstanceState:
     """One instance under review.
 
     source: the io Instance it came from (its mask is the coarse mask). status: one of STATUSES.
-    boxes (K, 4) int32 and probs (K, P, P) float32: the patches of the last refinement in this run
+    boxes (K, 4) int32 and probs (K, P, P) float16: the patches of the last refinement in this run
     (boxes survive a reopen, probs do not), or None.
     Mask properties return (H, W) bool arrays that must not be modified; None when absent.
     """
@@ -443,7 +443,7 @@ class Session:
 
         mask: (H, W) bool, taken over (not copied) when it is a writeable bool array; kept as an
         array only for the current image. boxes (K, 4)
-        int32, probs (K, P, P) float32: its patches. rle: the mask's COCO RLE when the caller
+        int32, probs (K, P, P) float foreground probabilities (kept as float16): its patches. rle: the mask's COCO RLE when the caller
         already has it. An accepted instance without an edit whose
         refined mask changes goes back to unreviewed.
         """
@@ -458,7 +458,7 @@ class Session:
         rle = rle if rle is not None else encode_rle(mask)
         inst._set("refined", mask if i == self.current else None, rle)  # other images keep RLE only
         inst.boxes = None if boxes is None else np.asarray(boxes, np.int32)
-        inst.probs = probs
+        inst.probs = None if probs is None else np.asarray(probs, np.float16)  # half the memory
         self._journal({"op": "refined", "image": i, "instance": j, "rle": rle, "status": inst.status,
                        "boxes": None if boxes is None else inst.boxes.tolist()})
         self.events.changed.emit(SessionEvent("refined", i, j))
