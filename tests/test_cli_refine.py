@@ -39,7 +39,8 @@ def dataset(tmp_path):
 def refine_args(root, out="refined.json"):
     return ["refine", "--images", str(root / "images"), "--annotations", str(root / "gt.json"),
             "--predictions", str(root / "pred.json"), "--out", str(root / out), "--weights", str(root / "w.pt"),
-            "--patch-size", "16", "--input-size", "32", "--batch-size", "5", "--device", "cpu"]
+            "--patch-size", "16", "--input-size", "32", "--batch-size", "5", "--min-size", "0",
+            "--device", "cpu"]
 
 
 def test_refine_writes_coco_results(dataset):

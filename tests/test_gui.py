@@ -239,6 +239,9 @@ def test_patch_preview_follows_the_controls(qtbot, voc_copy):
     assert len(window.canvas.patch_items) > few > 0
     window.view_controls.patch_size.setValue(32)
     assert window.config.patch_size == 32 and window.config.nms_thr == 0.6
+    window.view_controls.min_size.setValue(4096)  # larger than the photograph: every instance kept coarse
+    assert window.config.min_size == 4096 and len(window.canvas.patch_items) == 0
+    assert window.view_controls.patch_count.text() == "0 patches"
 
 
 def test_review_keys_walk_through_instances_and_images(qtbot, voc_copy):

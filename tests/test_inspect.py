@@ -231,7 +231,7 @@ def test_cli_refines_with_weights(tmp_path, scene):
     out = tmp_path / "report"
     argv = ["inspect", "--images", str(tmp_path / "images"), "--annotations", str(tmp_path / "gt.json"),
             "--predictions", str(tmp_path / "pred.json"), "--weights", str(tmp_path / "random.pt"),
-            "--device", "cpu", "--out", str(out), "--patch-size", str(PATCH), "--worst", "2"]
+            "--device", "cpu", "--out", str(out), "--patch-size", str(PATCH), "--min-size", "0", "--worst", "2"]
     assert main(argv) == 0
     rows = list(csv.DictReader((out / "quality.csv").open()))
     assert [row["instance_index"] for row in rows] == ["0", "1"]

@@ -32,6 +32,7 @@ def scene():
 
 
 def make_refiner(weights, **config):
+    config = {"min_size": 0, **config}
     return Refiner(RefinerConfig(patch_size=16, input_size=32, **config), weights=weights, device="cpu", fast=False)
 
 
@@ -132,3 +133,17 @@ def test_input_size_comes_from_the_weights_unless_given(tmp_path):
     bare = tmp_path / "bare.pt"
     save_weights(bare, build_model("hr18s"), "hr18s", meta=None)
     assert Refiner(weights=bare, device="cpu", fast=False).config.input_size == 128
+
+
+def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
+    image, masks = scene
+    # the disc's box is 49 px on a side, the corner block's 29 px
+    refiner = make_refiner(weights, min_size=40)
+    assert len(refiner.patches(masks[0])) > 0 and len(refiner.patches(masks[1])) == 0
+    results = refiner.refine(image, masks)
+    assert len(results[1].boxes) == 0 and len(results[1].probs) == 0
+    np.testing.assert_array_equal(results[1].mask, masks[1])
+    assert len(make_refiner(weights, min_size=50).patches(masks[0])) == 0
+    assert len(make_refiner(weights, min_size=49).patches(masks[0])) > 0
+    with pytest.raises(ValueError, match="min_size"):
+        RefinerConfig(min_size=-1)

@@ -19,13 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=None,
                         help="refinement network input (default: the size the weights were trained at)")
     parser.add_argument("--nms-thr", type=float, default=0.25, help="refinement patch NMS threshold (default 0.25)")
+    parser.add_argument("--min-size", type=int, default=96,
+                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
+                             "side, in pixels (default 96; 0 refines all)")
     parser.add_argument("--json", default=None, help="also write the table as JSON to this file")
 
 
 def refine_dataset(ground_truth, predictions, weights=None, input_size: int | None = None, nms_thr: float = 0.25,
-                   progress: bool = True):
+                   progress: bool = True, min_size: int = 96):
     """Dataset of the predictions refined by BPR (categories and scores kept); input_size None = the
-    size the weights were trained at."""
+    size the weights were trained at; min_size: see RefinerConfig."""
     from tqdm import tqdm
 
     from ..core.config import RefinerConfig
@@ -33,7 +36,8 @@ def refine_dataset(ground_truth, predictions, weights=None, input_size: int | No
     from ..io.dataset import Dataset, ImageRecord, Instance
     from ..io.images import read_image
 
-    refiner = Refiner(RefinerConfig(input_size=input_size, nms_thr=nms_thr), weights=weights, device="auto")
+    refiner = Refiner(RefinerConfig(input_size=input_size, nms_thr=nms_thr, min_size=min_size), weights=weights,
+                      device="auto")
     images = []
     for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="refine", disable=not progress):
         out = []
@@ -107,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         weights = None if args.refine == "default" else args.refine
         label = "shipped model" if weights is None else Path(weights).name
         rows.append((f"{first_name} + BPR ({label})",
-                     refine_dataset(ground_truth, first, weights, args.input_size, args.nms_thr)))
+                     refine_dataset(ground_truth, first, weights, args.input_size, args.nms_thr,
+                                    min_size=args.min_size)))
     for dist in args.oracle:
         rows.append((f"oracle {dist:g}px of {first_name}", oracle_dataset(ground_truth, first, dist)))
     table = score_table(ground_truth, rows)

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     parser.add_argument("--patch-size", type=int, default=64, help="boundary patch side in pixels (default: 64)")
     parser.add_argument("--nms-thr", type=float, default=0.25, help="patch NMS IoU threshold (default: 0.25)")
+    parser.add_argument("--min-size", type=int, default=96,
+                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
+                             "side, in pixels (default 96; 0 refines all)")
     parser.add_argument("--worst", type=int, default=10, help="galleries of this many worst instances (default: 10)")
     parser.add_argument("--max-patches", type=int, default=8,
                         help="rows per gallery, the worst patches first (default: 8)")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.worst < 0 or args.max_patches < 1:
         raise DatasetError(f"--worst must be >= 0 and --max-patches >= 1, got {args.worst} and {args.max_patches}")
-    config = RefinerConfig(patch_size=args.patch_size, nms_thr=args.nms_thr)
+    config = RefinerConfig(patch_size=args.patch_size, nms_thr=args.nms_thr, min_size=args.min_size)
     truth = read_coco(args.annotations, args.images)
     predictions = read_coco_results(args.predictions, truth)
     refined = read_coco_results(args.refined, truth) if args.refined is not None else None
@@ -101,6 +104,7 @@ def _measure_dataset(truth, predictions, refined, refiner, config, args):
                     f"{args.refined}: image {gt_image.path.name} has {len(ref_image.instances)} refined instances, "
                     f"expected {len(coarse)} (one per prediction in {args.predictions.name}, in the same order)")
             refined_masks = list(ref_image.masks())
+            # patches of a refinement made elsewhere are unknown: every boundary patch is measured
             boxes = [boundary_patches(m, config.patch_size, config.nms_thr) for m in coarse]
             probs = [None] * len(coarse)
         elif coarse:

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=None,
                         help="network input side in pixels (default: the size the weights were trained at, "
                              "128 for the shipped model)")
+    parser.add_argument("--min-size", type=int, default=96,
+                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
+                             "side, in pixels (default 96; 0 refines all)")
     parser.add_argument("--batch-size", type=int, default=32, help="patches per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.images import read_image
 
     config = RefinerConfig(patch_size=args.patch_size, padding=args.padding, input_size=args.input_size,
-                           nms_thr=args.nms_thr, batch_size=args.batch_size)
+                           nms_thr=args.nms_thr, batch_size=args.batch_size, min_size=args.min_size)
     problems: list[tuple[Path, str]] = []  # (file, message) of every image or entry left unrefined
     if args.annotations:
         image_table = read_coco(args.annotations, args.images, errors=problems)

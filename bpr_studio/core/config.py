@@ -15,6 +15,10 @@ class RefinerConfig:
         None = the size the weights were trained at (read from the weights file by the Refiner).
     nms_thr: IoU threshold of the patch NMS (higher keeps more, more overlapping patches).
     batch_size: patches per network forward pass.
+    min_size: instances whose coarse mask's bounding box is shorter than this on its longer side (in
+        pixels) keep their coarse mask: no patches. At that size a Mask R-CNN 28x28 mask is already
+        at about image resolution, and the shipped model made most such instances worse on held-out
+        data (docs/training.md). 0 refines every instance.
     model: architecture name (``hr18s``, ``hr18`` or ``hr48``).
     """
 
@@ -23,6 +27,7 @@ class RefinerConfig:
     input_size: int | None = None
     nms_thr: float = 0.25
     batch_size: int = 32
+    min_size: int = 96
     model: str = "hr18s"
 
     def __post_init__(self) -> None:
@@ -34,6 +39,8 @@ class RefinerConfig:
             raise ValueError(f"input_size must be >= 8 pixels, got {self.input_size}")
         if not 0.0 < self.nms_thr <= 1.0:
             raise ValueError(f"nms_thr must be in (0, 1], got {self.nms_thr}")
+        if self.min_size < 0:
+            raise ValueError(f"min_size must be >= 0 pixels, got {self.min_size}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 

@@ -18,10 +18,12 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
-def boundary_patches(mask: np.ndarray, patch_size: int = 64, nms_thr: float = 0.25) -> np.ndarray:
+def boundary_patches(mask: np.ndarray, patch_size: int = 64, nms_thr: float = 0.25,
+                     bbox: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Square patches along the boundary of one mask, NMS-filtered, covering every boundary pixel.
 
-    mask: (H, W) bool. Returns (K, 4) int32 boxes ``(x0, y0, x1, y1)``, best-scored first;
+    mask: (H, W) bool. bbox: the mask's ``mask_bbox`` when the caller already has it (saves a pass
+    over the mask). Returns (K, 4) int32 boxes ``(x0, y0, x1, y1)``, best-scored first;
     (0, 4) for an empty mask. Work is confined to the mask's bounding box plus one pixel.
 
     Every pixel with a non-zero boundary score lies inside at least one returned box: greedy NMS
@@ -29,7 +31,7 @@ def boundary_patches(mask: np.ndarray, patch_size: int = 64, nms_thr: float = 0.
     less than half a patch), so boundary pixels left uncovered get boxes of their own, best first.
     """
     height, width = mask.shape
-    bbox = mask_bbox(mask)
+    bbox = bbox if bbox is not None else mask_bbox(mask)
     if bbox is None:
         return np.zeros((0, 4), np.int32)
     x0, y0, x1, y1 = bbox

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .. import RESOURCES
+from .boundary import mask_bbox
 from .config import RefinerConfig
 from .model import fast_inference, load_weights
 from .patches import boundary_patches, crop_boxes, network_inputs, patch_probabilities, reassemble
@@ -62,6 +63,16 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def patch_boxes(mask: np.ndarray, config: RefinerConfig) -> np.ndarray:
+    """Boxes (K, 4) int32 (x0, y0, x1, y1) the Refiner refines for one (H, W) bool mask: its boundary
+    patches, or none when the mask is empty or its bounding box is shorter than ``config.min_size``
+    on its longer side."""
+    box = mask_bbox(mask)
+    if box is None or max(box[2] - box[0], box[3] - box[1]) < config.min_size:
+        return np.zeros((0, 4), np.int32)
+    return boundary_patches(mask, config.patch_size, config.nms_thr, bbox=box)
+
+
 class Refiner:
     """Refines instance masks of an image with a trained BPR network.
 
@@ -89,8 +100,8 @@ class Refiner:
         return {"cuda": "CUDA", "mps": "MPS"}.get(self.device.type, self.device.type.upper())
 
     def patches(self, mask: np.ndarray) -> np.ndarray:
-        """Boxes (K, 4) int32 that refine() would use for one (H, W) bool mask."""
-        return boundary_patches(mask, self.config.patch_size, self.config.nms_thr)
+        """Boxes (K, 4) int32 that refine() would use for one (H, W) bool mask (see patch_boxes)."""
+        return patch_boxes(mask, self.config)
 
     def refine(self, image: np.ndarray, masks: np.ndarray,
                on_instance: Callable[[RefinedInstance], None] | None = None,

@@ -1,7 +1,7 @@
 """The BPR Studio main window: canvas, image and instance lists, review keys, touch-up tools, background refinement.
 
-The window holds no algorithm: masks change only through Session methods, patches come from
-core.patches, refinement from core.refiner in a RefineWorker thread, files from io.
+The window holds no algorithm: masks change only through Session methods, patches and
+refinement come from core.refiner (patch_boxes; a Refiner in a RefineWorker thread), files from io.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
 from ..core.config import RefinerConfig
-from ..core.patches import boundary_patches
+from ..core.refiner import patch_boxes
 from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.rle import rle_crop
@@ -103,7 +103,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(self.canvas)
         self.image_list = ImageList()
         self.instance_table = InstanceTable()
-        self.view_controls = ViewControls(self.config.patch_size, self.config.nms_thr)
+        self.view_controls = ViewControls(self.config.patch_size, self.config.nms_thr, self.config.min_size)
         self.image_dock = self._dock(self.image_list, "Images", Qt.LeftDockWidgetArea)
         self.instance_dock = self._dock(self.instance_table, "Instances", Qt.RightDockWidgetArea)
         self.view_dock = self._dock(self.view_controls, "View and patches", Qt.LeftDockWidgetArea)
@@ -212,7 +212,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.brush_spin.valueChanged.connect(lambda v: self.canvas.set_brush_radius(v))
         toolbar.addWidget(self.brush_spin)
         # after a click in a box, give the keys back to the canvas (single-letter shortcuts)
-        for spin in (self.brush_spin, self.view_controls.patch_size, self.view_controls.nms_thr):
+        for spin in (self.brush_spin, self.view_controls.patch_size, self.view_controls.nms_thr,
+                     self.view_controls.min_size):
             spin.editingFinished.connect(self.canvas.setFocus)
         for combo in (self.view_controls.mode, self.view_controls.color_by, self.view_controls.patches):
             combo.activated.connect(lambda *_: self.canvas.setFocus())
@@ -484,7 +485,8 @@ class MainWindow(QtWidgets.QMainWindow):
         mode = self.view_controls.patches.currentText()
         image = self.current_image()
         self.config = dataclasses.replace(self.config, patch_size=self.view_controls.patch_size.value(),
-                                          nms_thr=round(self.view_controls.nms_thr.value(), 4))
+                                          nms_thr=round(self.view_controls.nms_thr.value(), 4),
+                                          min_size=self.view_controls.min_size.value())
         if mode == "off" or image is None or self._pixels is None:
             self.canvas.set_patches(np.zeros((0, 4)))
             self.view_controls.patch_count.setText("")
@@ -493,8 +495,7 @@ class MainWindow(QtWidgets.QMainWindow):
             chosen = [] if self.selected is None else [self.selected]
         else:
             chosen = [j for j in range(len(image.instances)) if j not in self._hidden]
-        boxes = [boundary_patches(self.refine_input(image.instances[j]), self.config.patch_size, self.config.nms_thr)
-                 for j in chosen]
+        boxes = [patch_boxes(self.refine_input(image.instances[j]), self.config) for j in chosen]
         boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32)
         self.canvas.set_patches(boxes)
         self.view_controls.patch_count.setText(f"{len(boxes)} patches")
@@ -695,7 +696,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._refiner = self._refiner_factory(config)
             elif isinstance(getattr(self._refiner, "config", None), RefinerConfig):
                 self._refiner.config = dataclasses.replace(self._refiner.config, patch_size=config.patch_size,
-                                                           nms_thr=config.nms_thr)
+                                                           nms_thr=config.nms_thr, min_size=config.min_size)
             return self._refiner
 
     def _instance_refined(self, session, i: int, j: int, result, rle: dict, as_edit: bool) -> None:

@@ -188,7 +188,7 @@ class ViewControls(QtWidgets.QWidget):
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
 
-    def __init__(self, patch_size: int = 64, nms_thr: float = 0.25, parent=None):
+    def __init__(self, patch_size: int = 64, nms_thr: float = 0.25, min_size: int = 96, parent=None):
         super().__init__(parent)
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox()
@@ -212,6 +212,11 @@ class ViewControls(QtWidgets.QWidget):
         self.nms_thr.setRange(0.05, 1.0)
         self.nms_thr.setSingleStep(0.05)
         self.nms_thr.setValue(nms_thr)
+        self.min_size = QtWidgets.QSpinBox()
+        self.min_size.setRange(0, 4096)
+        self.min_size.setValue(min_size)
+        self.min_size.setToolTip("instances whose box is shorter than this on its longer side keep their coarse mask "
+                                 "(the shipped model makes most small instances worse); 0 refines all")
         self.patch_count = QtWidgets.QLabel("")
         form.addRow("Masks (V)", self.mode)
         form.addRow("Diff (X)", self.diff)
@@ -221,8 +226,10 @@ class ViewControls(QtWidgets.QWidget):
         form.addRow("Patches", self.patches)
         form.addRow("Patch size (px)", self.patch_size)
         form.addRow("NMS threshold", self.nms_thr)
+        form.addRow("Min size (px)", self.min_size)
         form.addRow("", self.patch_count)
-        for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr):
+        for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr,
+                       self.min_size):
             widget.setFocusPolicy(Qt.ClickFocus)
         self.diff.setFocusPolicy(Qt.NoFocus)
         self.ground_truth.setFocusPolicy(Qt.NoFocus)
@@ -232,3 +239,4 @@ class ViewControls(QtWidgets.QWidget):
         self.patches.currentTextChanged.connect(self.patchesChanged)
         self.patch_size.valueChanged.connect(self.patchesChanged)
         self.nms_thr.valueChanged.connect(self.patchesChanged)
+        self.min_size.valueChanged.connect(self.patchesChanged)
