@@ -4,7 +4,9 @@ Every scene is a background (a crop of a photograph or a tinted texture) with a 
 that are not instances, then 1-6 objects painted in order, each filled with another texture or
 photograph crop under a random lighting gradient. Shapes have real-looking boundaries: smooth
 random contours, straight-edged polygons, the scikit-image horse silhouette, blobs with thin limbs,
-figure-like unions of ellipses, holes, and occlusion by the objects painted later. Shapes are
+figure-like unions of ellipses, holes, and occlusion by the objects painted later. With probability ``parts``, an object also gets inner parts:
+patches of another appearance inside it (windows, stripes, clothing), so that strong edges inside
+an object are not taken for its boundary. Shapes are
 drawn at twice the resolution and area-averaged, so edges are anti-aliased like a camera's; the
 ground truth is that coverage thresholded at 0.5. The image is then slightly blurred, noised and
 JPEG-compressed.
@@ -167,10 +169,13 @@ def _shape(rng: np.random.Generator, kind: int, size: int) -> np.ndarray:
 
 
 def make_scene(rng: np.random.Generator, height: int | None = None, width: int | None = None,
-               max_objects: int = 6, min_area: int = 64) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+               max_objects: int = 6, min_area: int = 64,
+               parts: float = 0.0) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
     """One synthetic scene.
 
     rng: the random source. height, width: image size in pixels (random in 240-420 when None).
+    parts: probability that an object gets inner parts of another appearance (0 draws no random
+    numbers for them, so scenes of earlier sets are reproduced exactly).
     Returns (image (H, W, 3) uint8 RGB, masks: list of (H, W) bool, category ids: list of int from
     :data:`CATEGORIES`); masks are exact (the visible part of each object after occlusion) and
     each has at least ``min_area`` pixels.
@@ -183,7 +188,7 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     masks, kinds = [], []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         kind = int(rng.integers(1, 6))
-        coverage = _paint(canvas, rng, kind, canvas if rng.random() < 0.15 else None)
+        coverage = _paint(canvas, rng, kind, canvas if rng.random() < 0.15 else None, parts)
         visible = coverage >= 0.5
         masks = [m & ~visible for m in masks]
         masks.append(visible)
@@ -200,10 +205,38 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     return image, [masks[i] for i in keep], [kinds[i] for i in keep]
 
 
-def _paint(canvas: np.ndarray, rng: np.random.Generator, kind: int, like: np.ndarray | None) -> np.ndarray:
+def _add_inner_parts(fill: np.ndarray, rng: np.random.Generator, x0: int, y0: int, x1: int, y1: int,
+                     size: int) -> None:
+    """Paint 1-4 parts of other appearances into the window [y0:y1, x0:x1] of ``fill`` (H, W, 3)
+    float32, in place: rotated rectangles (windows, panels), ellipses (faces, wheels) or bands
+    (stripes, belts), 10-50% of the object's ``size``, anti-aliased. The object's coverage, applied
+    later, keeps only what falls inside the object."""
+    h, w = y1 - y0, x1 - x0
+    for _ in range(int(rng.integers(1, 5))):
+        part = np.zeros((2 * h, 2 * w), np.uint8)  # drawn at 2x, then area-averaged
+        cx, cy = rng.uniform(0, 2 * w), rng.uniform(0, 2 * h)
+        a, b = rng.uniform(0.1, 0.5, 2) * size  # half-sides at 2x = full sides at 1x
+        angle = rng.uniform(0, 180)
+        style = rng.random()
+        if style < 0.4:
+            _fill(part, cv2.boxPoints(((cx, cy), (2 * a, 2 * b), angle)))
+        elif style < 0.7:
+            cv2.ellipse(part, (int(cx), int(cy)), (int(a), int(b)), angle, 0, 360, 255, -1)
+        else:
+            _fill(part, cv2.boxPoints(((cx, cy), (8 * size, rng.uniform(0.05, 0.25) * 2 * size), angle)))
+        alpha = cv2.resize(part.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_AREA)[..., None]
+        if rng.random() < 0.5:  # a darker or lighter version of the object (windows, shadows)
+            other = fill[y0:y1, x0:x1] * rng.uniform(0.3, 1.7)
+        else:
+            other = _appearance(rng, h, w)
+        fill[y0:y1, x0:x1] = alpha * np.clip(other, 0, 255) + (1 - alpha) * fill[y0:y1, x0:x1]
+
+
+def _paint(canvas: np.ndarray, rng: np.random.Generator, kind: int, like: np.ndarray | None,
+           parts: float = 0.0) -> np.ndarray:
     """Paint one object of category ``kind`` at a random place and size into ``canvas`` (H, W, 3)
     float32 (in place). like: if given, fill it with a shifted copy of this image (low contrast).
-    Returns its (H, W) float32 coverage in [0, 1]."""
+    parts: probability of inner parts (see make_scene). Returns its (H, W) float32 coverage in [0, 1]."""
     height, width = canvas.shape[:2]
     size = int(np.exp(rng.uniform(np.log(40), np.log(1.1 * min(height, width)))))
     shape = _shape(rng, kind, 2 * size)
@@ -224,6 +257,8 @@ def _paint(canvas: np.ndarray, rng: np.random.Generator, kind: int, like: np.nda
         fill = np.roll(like, (int(dy), int(dx)), axis=(0, 1)) * rng.uniform(0.8, 1.2)
     else:
         fill = _appearance(rng, height, width)
+    if parts > 0 and rng.random() < parts:
+        _add_inner_parts(fill, rng, cx0, cy0, cx1, cy1, size)
     a = coverage[cy0:cy1, cx0:cx1, None]
     canvas[cy0:cy1, cx0:cx1] = a * fill[cy0:cy1, cx0:cx1] + (1 - a) * canvas[cy0:cy1, cx0:cx1]
     return coverage
