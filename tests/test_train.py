@@ -109,6 +109,9 @@ def test_cli_trains_from_a_coco_dataset(tmp_path):
     out = tmp_path / "model.pt"
     assert main(["train", "--annotations", str(data / "annotations.json"), "--predictions",
                  str(data / "predictions.json"), "--out", str(out), "--iters", "2", "--batch-size", "2",
-                 "--input-size", "32", "--save-patches", str(tmp_path / "p.npz"), "--quiet", "--threads", "1"]) == 0
+                 "--input-size", "32", "--save-patches", str(tmp_path / "p.npz"), "--quiet", "--threads", "1",
+                 "--log", str(tmp_path / "train.log")]) == 0
     assert load_weights(out)[1]["meta"]["iteration"] == 2
+    log = (tmp_path / "train.log").read_text()
+    assert f"{data / 'annotations.json'} + {data / 'predictions.json'}: " in log and "finished at iter 2" in log
     assert len(PatchSet.load(tmp_path / "p.npz")) > 0

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             ground_truth = read_coco(gt_file, images)
             coarse = read_coco_results(predictions, ground_truth)
             sets.append(dataset_patches(ground_truth, coarse, args.patch_size, args.nms_thr, progress=not args.quiet))
-            log(f"{annotations} + {predictions}: {len(sets[-1])} patches")
+            log(f"{gt_file} + {predictions}: {len(sets[-1])} patches")
     if not sets:
         print("bpr-studio train: error: no data; give --annotations and --predictions, or --patches", file=sys.stderr)
         return 2
