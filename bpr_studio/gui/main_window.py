@@ -77,6 +77,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._refiner = None
         self._refiner_lock = threading.Lock()
         self._worker: RefineWorker | None = None
+        self._without_patches = 0  # instances of the running refinement that got no patches
         self._thread: QtCore.QThread | None = None
         self._pixels: np.ndarray | None = None
         self._labels: np.ndarray | None = None
@@ -686,6 +687,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.show()
         self.cancel_button.show()
         self.statusBar().showMessage(f"refining {what}: {worker.total} instance(s)")
+        self._without_patches = 0
         self._worker = worker
         self._thread = start_worker(worker, self)
 
@@ -708,6 +710,7 @@ class MainWindow(QtWidgets.QMainWindow):
             inst.boxes, inst.probs = result.boxes, result.probs
         else:
             self.session.set_refined(i, j, result.mask, result.boxes, result.probs, rle=rle)
+        self._without_patches += len(result.boxes) == 0
         self.instanceRefined.emit(i, j)
 
     def _refine_progress(self, done: int, total: int) -> None:
@@ -725,7 +728,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._thread = None
         self.progress_bar.hide()
         self.cancel_button.hide()
-        self.statusBar().showMessage("refinement cancelled" if cancelled else "refinement finished", 4000)
+        message = "refinement cancelled" if cancelled else "refinement finished"
+        if self._without_patches:
+            message += (f"; {self._without_patches} instance(s) smaller than the min size "
+                        f"({self.config.min_size} px) or empty kept their coarse masks")
+        self.statusBar().showMessage(message, 8000)
         self.refineFinished.emit(cancelled)
 
     def cancel_refinement(self) -> None:
