@@ -136,7 +136,8 @@ def _write_gallery(out: Path, rank: int, cand: _Candidate, max_patches: int, cat
 
     q = cand.record
     patches = worst_patches_first(measure_patches(cand.coarse, cand.refined, cand.boxes, cand.probs, cand.gt))
-    rows = patch_rows(read_image(cand.path, cand.coarse.shape[::-1]), cand.coarse, cand.refined, patches[:max_patches], cand.probs, cand.gt)
+    image = read_image(cand.path, cand.coarse.shape[::-1])
+    rows = patch_rows(image, cand.coarse, cand.refined, patches[:max_patches], cand.probs, cand.gt)
     title = f"#{rank} {cand.path.name}, instance {q.instance_index} ({categories.get(q.category_id, q.category_id)})"
     if q.iou_change is not None:
         title += f": IoU {q.iou_before:.3f} \u2192 {q.iou_after:.3f}"

@@ -78,7 +78,8 @@ def dataset_patches(ground_truth, predictions, patch_size: int = 64, nms_thr: fl
     for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="patches", disable=not progress):
         if not g.instances or not p.instances:
             continue
-        sets.append(image_patches(read_image(g.path, (g.width, g.height)), g.masks(), [i.category_id for i in g.instances],
+        image = read_image(g.path, (g.width, g.height))
+        sets.append(image_patches(image, g.masks(), [i.category_id for i in g.instances],
                                   p.masks(), [i.category_id for i in p.instances], [i.iscrowd for i in g.instances],
                                   patch_size, nms_thr, iou_thr))
     return PatchSet.concatenate(sets) if sets else PatchSet.empty(patch_size)

@@ -4,9 +4,9 @@ Every scene is a background (a crop of a photograph or a tinted texture) with a 
 that are not instances, then 1-6 objects painted in order, each filled with another texture or
 photograph crop under a random lighting gradient. Shapes have real-looking boundaries: smooth
 random contours, straight-edged polygons, the scikit-image horse silhouette, blobs with thin limbs,
-figure-like unions of ellipses, holes, and occlusion by the objects painted later. With probability ``parts``, an object also gets inner parts:
-patches of another appearance inside it (windows, stripes, clothing), so that strong edges inside
-an object are not taken for its boundary. Shapes are
+figure-like unions of ellipses, holes, and occlusion by the objects painted later. With probability
+``parts``, an object also gets inner parts: patches of another appearance inside it (windows,
+stripes, clothing), so that strong edges inside an object are not taken for its boundary. Shapes are
 drawn at twice the resolution and area-averaged, so edges are anti-aliased like a camera's; the
 ground truth is that coverage thresholded at 0.5. The image is then slightly blurred, noised and
 JPEG-compressed.
@@ -174,8 +174,8 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     """One synthetic scene.
 
     rng: the random source. height, width: image size in pixels (random in 240-420 when None).
-    parts: probability that an object gets inner parts of another appearance (0 draws no random
-    numbers for them, so scenes of earlier sets are reproduced exactly).
+    parts: probability that an object gets inner parts of another appearance (``bpr-studio synth``
+    uses 0.5; 0 draws no random numbers for them, so scenes of earlier sets are reproduced exactly).
     Returns (image (H, W, 3) uint8 RGB, masks: list of (H, W) bool, category ids: list of int from
     :data:`CATEGORIES`); masks are exact (the visible part of each object after occlusion) and
     each has at least ``min_area`` pixels.
