@@ -730,8 +730,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cancel_button.hide()
         message = "refinement cancelled" if cancelled else "refinement finished"
         if self._without_patches:
-            message += (f"; {self._without_patches} instance(s) smaller than the min size "
-                        f"({self.config.min_size} px) or empty kept their coarse masks")
+            message += f"; {self._without_patches} under the min size ({self.config.min_size} px) kept coarse"
         self.statusBar().showMessage(message, 8000)
         self.refineFinished.emit(cancelled)
 
