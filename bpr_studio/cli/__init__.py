@@ -1,7 +1,7 @@
 """The ``bpr-studio`` command line: one module per subcommand, each with ``add_arguments`` and ``run``.
 
-A subcommand module imports only the standard library at module level; heavy imports (torch, Qt)
-happen inside ``run`` so ``bpr-studio --help`` stays instant.
+A subcommand module imports only the standard library and core.config (a dataclass) at module level;
+heavy imports (torch, Qt) happen inside ``run`` so ``bpr-studio --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from ..core.config import RefinerConfig
 
 # name -> one-line help; the module is bpr_studio.cli.<name>
 COMMANDS = {
@@ -22,6 +24,14 @@ COMMANDS = {
     "inspect": "per-instance quality report: where refinement helped and where it hurt",
     "gui": "open the BPR Studio window",
 }
+
+
+def add_min_size_argument(parser: argparse.ArgumentParser) -> None:
+    """``--min-size``, shared by the subcommands that refine (default: RefinerConfig's)."""
+    default = RefinerConfig.min_size
+    parser.add_argument("--min-size", type=int, default=default,
+                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
+                             f"side, in pixels (default {default}; 0 refines all)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.config import RefinerConfig
+from . import add_min_size_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="COCO ground-truth JSON")
@@ -19,25 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=None,
                         help="refinement network input (default: the size the weights were trained at)")
     parser.add_argument("--nms-thr", type=float, default=0.25, help="refinement patch NMS threshold (default 0.25)")
-    parser.add_argument("--min-size", type=int, default=96,
-                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
-                             "side, in pixels (default 96; 0 refines all)")
+    add_min_size_argument(parser)
     parser.add_argument("--json", default=None, help="also write the table as JSON to this file")
 
 
 def refine_dataset(ground_truth, predictions, weights=None, input_size: int | None = None, nms_thr: float = 0.25,
-                   progress: bool = True, min_size: int = 96):
+                   progress: bool = True, min_size: int = RefinerConfig.min_size):
     """Dataset of the predictions refined by BPR (categories and scores kept); input_size None = the
     size the weights were trained at; min_size: see RefinerConfig."""
     from tqdm import tqdm
 
-    from ..core.config import RefinerConfig
     from ..core.refiner import Refiner
     from ..io.dataset import Dataset, ImageRecord, Instance
     from ..io.images import read_image
 
-    refiner = Refiner(RefinerConfig(input_size=input_size, nms_thr=nms_thr, min_size=min_size), weights=weights,
-                      device="auto")
+    config = RefinerConfig(input_size=input_size, nms_thr=nms_thr, min_size=min_size)
+    refiner = Refiner(config, weights=weights, device="auto")
     images = []
     for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="refine", disable=not progress):
         out = []

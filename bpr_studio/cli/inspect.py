@@ -17,6 +17,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import add_min_size_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, type=Path, help="folder of the images")
@@ -30,9 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     parser.add_argument("--patch-size", type=int, default=64, help="boundary patch side in pixels (default: 64)")
     parser.add_argument("--nms-thr", type=float, default=0.25, help="patch NMS IoU threshold (default: 0.25)")
-    parser.add_argument("--min-size", type=int, default=96,
-                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
-                             "side, in pixels (default 96; 0 refines all)")
+    add_min_size_argument(parser)
     parser.add_argument("--worst", type=int, default=10, help="galleries of this many worst instances (default: 10)")
     parser.add_argument("--max-patches", type=int, default=8,
                         help="rows per gallery, the worst patches first (default: 8)")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import add_min_size_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of the images")
@@ -22,9 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=None,
                         help="network input side in pixels (default: the size the weights were trained at, "
                              "128 for the shipped model)")
-    parser.add_argument("--min-size", type=int, default=96,
-                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
-                             "side, in pixels (default 96; 0 refines all)")
+    add_min_size_argument(parser)
     parser.add_argument("--batch-size", type=int, default=32, help="patches per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 

@@ -188,7 +188,7 @@ class ViewControls(QtWidgets.QWidget):
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
 
-    def __init__(self, patch_size: int = 64, nms_thr: float = 0.25, min_size: int = 96, parent=None):
+    def __init__(self, patch_size: int, nms_thr: float, min_size: int, parent=None):
         super().__init__(parent)
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox()
