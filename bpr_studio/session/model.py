@@ -442,10 +442,10 @@ class Session:
         """Store a refinement result for instance j of image i (not an undo step).
 
         mask: (H, W) bool, taken over (not copied) when it is a writeable bool array; kept as an
-        array only for the current image. boxes (K, 4)
-        int32, probs (K, P, P) float foreground probabilities (kept as float16): its patches. rle: the mask's COCO RLE when the caller
-        already has it. An accepted instance without an edit whose
-        refined mask changes goes back to unreviewed.
+        array only for the current image. boxes (K, 4) int32, probs (K, P, P) float foreground
+        probabilities (kept as float16): its patches. rle: the mask's COCO RLE when the caller
+        already has it. An accepted instance without an edit whose refined mask changes goes back
+        to unreviewed.
         """
         image = self.images[i]
         mask = np.array(mask, dtype=bool, copy=mask.dtype != bool or not mask.flags.writeable)
