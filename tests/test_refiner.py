@@ -95,6 +95,16 @@ def test_on_instance_streams_results_in_order(weights, scene):
     assert seen == [0, 1, 2]
 
 
+def test_on_batch_counts_patches(weights, scene):
+    image, masks = scene
+    calls = []
+    results = make_refiner(weights, batch_size=4).refine(image, masks, on_batch=lambda *a: calls.append(a))
+    total = sum(len(r.boxes) for r in results)
+    assert total > 8
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert [done for done, _ in calls] == list(range(0, total, 4)) + [total]
+
+
 def test_should_stop_cancels(weights, scene):
     image, masks = scene
     polls = []

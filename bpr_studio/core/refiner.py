@@ -105,13 +105,16 @@ class Refiner:
 
     def refine(self, image: np.ndarray, masks: np.ndarray,
                on_instance: Callable[[RefinedInstance], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> list[RefinedInstance]:
+               should_stop: Callable[[], bool] | None = None,
+               on_batch: Callable[[int, int], None] | None = None) -> list[RefinedInstance]:
         """Refine every mask of one image.
 
         image: (H, W, 3) uint8 RGB. masks: (N, H, W) bool coarse masks.
         Patches of all instances go through the network in batches of config.batch_size;
         ``on_instance`` gets each instance as soon as its last patch is done; ``should_stop`` is
-        polled before every batch and RefineCancelled is raised when it returns True.
+        polled before every batch and RefineCancelled is raised when it returns True;
+        ``on_batch(done_patches, total_patches)`` is called once the patches are sampled (done 0)
+        and after every batch.
         Returns the N RefinedInstance in input order.
         """
         image, masks = _checked_inputs(image, masks)
@@ -142,12 +145,16 @@ class Refiner:
                 next_instance += 1
 
         finish_ready(0)  # instances without patches (empty masks)
+        if on_batch is not None:
+            on_batch(0, len(all_boxes))
         for start in range(0, len(all_boxes), cfg.batch_size):
             if should_stop is not None and should_stop():
                 raise RefineCancelled(f"refinement stopped after {next_instance} of {len(masks)} instances")
             stop = min(start + cfg.batch_size, len(all_boxes))
             probs[start:stop] = self._patch_probabilities(image_crops[start:stop], mask_crops[start:stop])
             finish_ready(stop)
+            if on_batch is not None:
+                on_batch(stop, len(all_boxes))
         return results
 
     def _patch_probabilities(self, image_crops: np.ndarray, mask_crops: np.ndarray) -> np.ndarray:
