@@ -41,10 +41,12 @@ class SlowRefiner:
     def __init__(self, delay=0.15, fail=False):
         self.delay, self.fail = delay, fail
 
-    def refine(self, image, masks, on_instance=None, should_stop=None):
+    def refine(self, image, masks, on_instance=None, should_stop=None, on_batch=None):
         if self.fail:
             raise RuntimeError("boom: the refiner broke")
         out = []
+        if on_batch is not None:
+            on_batch(0, 2 * len(masks))  # two patches per instance
         for k, mask in enumerate(masks):
             end = time.monotonic() + self.delay
             while time.monotonic() < end:
@@ -57,6 +59,8 @@ class SlowRefiner:
             out.append(result)
             if on_instance is not None:
                 on_instance(result)
+            if on_batch is not None:
+                on_batch(2 * k + 2, 2 * len(masks))
         return out
 
 
@@ -251,11 +255,12 @@ def test_review_keys_walk_through_instances_and_images(qtbot, voc_copy):
     window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
     selections = []
     window.instanceSelected.connect(lambda i, j: selections.append((i, j)))
+    assert (window.image_index, window.selected) == (0, 0)  # the first view selects the first unreviewed one
     _press_key(qtbot, window, Qt.Key_N)
-    assert (window.image_index, window.selected) == (0, 0)
+    assert (window.image_index, window.selected) == (0, 1)
     _press_key(qtbot, window, Qt.Key_A)  # accepts and moves on to the next unreviewed instance
-    assert window.session.images[0].instances[0].status == "accepted" and window.selected == 1
-    assert selections == [(0, 0), (0, 1)]  # the Inspect dock follows these
+    assert window.session.images[0].instances[1].status == "accepted" and window.selected == 2
+    assert selections == [(0, 1), (0, 2)]  # the Inspect dock follows these
     _press_key(qtbot, window, Qt.Key_D)
     assert window.image_index == 1
     _press_key(qtbot, window, Qt.Key_D, Qt.ShiftModifier)

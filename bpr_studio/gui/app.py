@@ -30,11 +30,14 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt5 import QtCore, QtWidgets
 
-    from .main_window import MainWindow, default_refiner_factory
+    from .main_window import MainWindow, checked_device, default_refiner_factory
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("BPR Studio")
-    window = MainWindow(refiner_factory=default_refiner_factory(weights, device))
+    device, device_problem = checked_device(device)
+    if device_problem:
+        print(f"bpr-studio gui: {device_problem}", file=sys.stderr)
+    window = MainWindow(refiner_factory=default_refiner_factory(weights, device), device=device)
     window.resize(*size)
     if path is None:
         opened = window.open_dataset(DEMO / "annotations.json", predictions=DEMO / "predictions.json",

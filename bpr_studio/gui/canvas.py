@@ -1,8 +1,8 @@
 """The canvas: the image with instance overlays, patch boxes and the touch-up tools' previews (QGraphicsView).
 
 It draws what the window gives it and reports what the user did (clicks, finished strokes and
-polygons); it never changes a mask itself. Zoom with the wheel (at the cursor), pan with the middle
-button or space + drag, Home fits the image.
+polygons); it never changes a mask itself. Zoom with the wheel (at the cursor) or the keys (at the
+view centre), pan with the middle button or space + drag; fit() and actual_size().
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Canvas(QtWidgets.QGraphicsView):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setScene(QtWidgets.QGraphicsScene(self))
-        self.setTransformationAnchor(QtWidgets.QGraphicsView.AnchorUnderMouse)
+        self.setTransformationAnchor(QtWidgets.QGraphicsView.NoAnchor)  # zoom() keeps its own anchor
         self.setResizeAnchor(QtWidgets.QGraphicsView.AnchorViewCenter)
         self.setViewportUpdateMode(QtWidgets.QGraphicsView.SmartViewportUpdate)
         self.setBackgroundBrush(QtGui.QColor(40, 40, 44))
@@ -118,8 +118,10 @@ class Canvas(QtWidgets.QGraphicsView):
             self._image_size = (w, h)
         self.message_item.setText(message)
         w, h = self._image_size
-        rect = QtCore.QRectF(0, 0, w, h) if w else self.message_item.boundingRect()
-        self.scene().setSceneRect(rect.adjusted(-w * 0.05, -h * 0.05, w * 0.05, h * 0.05) if w else rect)
+        # room around the image, so that zooming at a point near its edge can keep that point under the cursor
+        side = max(w, h)
+        self.scene().setSceneRect(QtCore.QRectF(-side, -side, w + 2 * side, h + 2 * side) if w
+                                  else self.message_item.boundingRect())
         self.fit()
 
     def set_overlay(self, image: QtGui.QImage | None) -> None:
@@ -178,14 +180,26 @@ class Canvas(QtWidgets.QGraphicsView):
         self.centerOn(QtCore.QPointF(x, y))
         self._fitted = False
 
-    def zoom(self, factor: float) -> None:
+    def actual_size(self) -> None:
+        """One image pixel per screen pixel, keeping the point at the view centre."""
+        self.zoom(1.0 / self.transform().m11())
+
+    def zoom(self, factor: float, anchor: QtCore.QPoint | None = None) -> None:
+        """Scale the view by ``factor`` (the scale stays within 0.02-64), keeping the image point under
+        viewport position ``anchor`` (default: the view centre) where it is."""
         current = self.transform().m11()
         factor = max(0.02 / current, min(factor, 64.0 / current))
+        if anchor is None:
+            anchor = self.viewport().rect().center()
+        point = self.mapToScene(anchor)
         self.scale(factor, factor)
+        moved = self.mapFromScene(point) - anchor
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + moved.x())
+        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + moved.y())
         self._fitted = False
 
     def wheelEvent(self, event: QtGui.QWheelEvent) -> None:
-        self.zoom(1.25 ** (event.angleDelta().y() / 120.0))
+        self.zoom(1.25 ** (event.angleDelta().y() / 120.0), event.position().toPoint())
         event.accept()
 
     # ---- tools -----------------------------------------------------------------------------------

@@ -386,7 +386,8 @@ class InspectPanel(QtWidgets.QWidget):
         if self.selected == (image_index, instance_index) or not self.isVisible():
             return
         self.selected = (image_index, instance_index)
-        self.scatter.set_records(list(self.records.values()), self.selected)
+        if self.stack.currentIndex() == 1:  # the scatter is shown (a matplotlib redraw takes a while)
+            self.scatter.set_records(list(self.records.values()), self.selected)
         self._show_gallery(image_index, instance_index)
 
     def _show_gallery(self, image_index: int, instance_index: int) -> None:

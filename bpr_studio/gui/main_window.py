@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PyQt5 import QtCore, QtGui, QtWidgets
+from PyQt5 import QtCore, QtGui, QtWidgets, sip
 from PyQt5.QtCore import Qt
 
 from ..core.config import RefinerConfig
@@ -36,10 +36,20 @@ def default_refiner_factory(weights=None, device: str = "auto") -> Callable[[Ref
     return make
 
 
-def auto_device_name() -> str:
-    """'CUDA', 'MPS' or 'CPU': what device="auto" picks."""
+def device_name(device: str = "auto") -> str:
+    """'CUDA', 'MPS' or 'CPU': where ``device`` ("auto", "cpu", "cuda:1", ...) refines."""
     from ..core.refiner import pick_device
-    return {"cuda": "CUDA", "mps": "MPS"}.get(pick_device("auto").type, "CPU")
+    return {"cuda": "CUDA", "mps": "MPS"}.get(pick_device(device).type, "CPU")
+
+
+def checked_device(device: str) -> tuple[str, str | None]:
+    """(``device``, None) when this machine has it, else ("cpu", why not): the window then refines on the CPU."""
+    from ..core.refiner import pick_device
+    try:
+        pick_device(device)
+    except (ValueError, RuntimeError) as exc:
+        return "cpu", f"{exc}; refining on the CPU"
+    return device, None
 
 
 def _hit(crop, x: int, y: int) -> bool:
@@ -50,11 +60,15 @@ def _hit(crop, x: int, y: int) -> bool:
     return 0 <= y - y0 < mask.shape[0] and 0 <= x - x0 < mask.shape[1] and bool(mask[y - y0, x - x0])
 
 
+START_HINT = "Ctrl+R refines the image · N next unreviewed · A accept · R reject · O patches · F1 all keys"
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """The review window over a Session.
 
-    refiner_factory: ``config -> object with refine(image, masks, on_instance, should_stop) and
-    device_name``, called once in the worker thread (default: the shipped model on the best device).
+    refiner_factory: ``config -> object with refine(image, masks, on_instance, should_stop, on_batch)
+    and device_name``, called once in the worker thread (default: the shipped model on ``device``).
+    device: where refinement runs ("auto", "cpu", "cuda", ...; see checked_device).
     Extension hooks: ``session``, ``add_panel``, ``open_instance``, ``center_canvas_on``, the
     signals ``instanceRefined(image, instance)`` and ``imageChanged(image)``.
     """
@@ -65,7 +79,7 @@ class MainWindow(QtWidgets.QMainWindow):
     instanceSelected = QtCore.pyqtSignal(int, int)  # image index, instance index
 
     def __init__(self, session: Session | None = None, refiner_factory=None,
-                 config: RefinerConfig | None = None, parent=None):
+                 config: RefinerConfig | None = None, parent=None, device: str = "auto"):
         super().__init__(parent)
         self.session: Session | None = None
         self.image_index = -1
@@ -73,11 +87,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.auto_advance = True
         self.config = config or RefinerConfig()
         self.last_error: str | None = None
-        self._refiner_factory = refiner_factory or default_refiner_factory()
+        self.device = device
+        self._refiner_factory = refiner_factory or default_refiner_factory(device=device)
         self._refiner = None
         self._refiner_lock = threading.Lock()
         self._worker: RefineWorker | None = None
         self._without_patches = 0  # instances of the running refinement that got no patches
+        self._refine_error: str | None = None  # why the running refinement stopped, if it failed
+        self._stage = ""  # what the worker is doing, for the progress label
+        self._patches_shown = "selected instance"  # what the patch key brings back
         self._thread: QtCore.QThread | None = None
         self._pixels: np.ndarray | None = None
         self._labels: np.ndarray | None = None
@@ -123,20 +141,23 @@ class MainWindow(QtWidgets.QMainWindow):
             f"polygon: {n} points - Enter adds, Shift+Enter subtracts, Backspace removes a point, Esc cancels"))
 
         status = self.statusBar()
+        self.hint_label = QtWidgets.QLabel(START_HINT)  # shown whenever no other message is
+        self.hint_label.setContentsMargins(8, 0, 8, 0)
+        status.addWidget(self.hint_label, 1)
         self.review_label = QtWidgets.QLabel()
+        self.progress_label = QtWidgets.QLabel()
         self.progress_bar = QtWidgets.QProgressBar()
         self.progress_bar.setMaximumWidth(220)
-        self.progress_bar.setFormat("refining %v/%m")
+        self.progress_bar.setFormat("%v/%m patches")
         self.cancel_button = QtWidgets.QPushButton("Cancel")
         self.cancel_button.setFocusPolicy(Qt.NoFocus)
         self.cancel_button.clicked.connect(self.cancel_refinement)
-        self.device_label = QtWidgets.QLabel(f"device: {auto_device_name()}")
+        self.device_label = QtWidgets.QLabel(f"device: {device_name(self.device)}")
         self.device_label.setToolTip("where refinement runs (CUDA, MPS or CPU)")
-        for widget in (self.review_label, self.progress_bar, self.cancel_button, self.device_label):
+        for widget in (self.review_label, self.progress_label, self.progress_bar, self.cancel_button, self.device_label):
             widget.setContentsMargins(8, 0, 8, 0)
             status.addPermanentWidget(widget)
-        self.progress_bar.hide()
-        self.cancel_button.hide()
+        self._show_progress(False)
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
@@ -235,7 +256,11 @@ class MainWindow(QtWidgets.QMainWindow):
             ["C"], "&View")
         add("ground_truth", "Ground-truth outlines", self.view_controls.ground_truth.toggle, ["T"], "&View")
         add("hide", "Hide / show selected instance", self.toggle_selected_visible, ["H"], "&View")
+        add("patches", "Boundary &patches on / off", self.toggle_patches, ["O"], "&View")
         add("fit", "&Fit to window", self.canvas.fit, ["Home", "Ctrl+0"], "&View")
+        add("actual_size", "&Actual size (1:1)", self.canvas.actual_size, ["1", "Ctrl+1"], "&View")
+        add("zoom_in", "Zoom &in", lambda: self.canvas.zoom(1.25), ["Ctrl++", "Ctrl+=", "+", "="], "&View")
+        add("zoom_out", "Zoom &out", lambda: self.canvas.zoom(0.8), ["Ctrl+-", "-"], "&View")
         add("refine_image", "Refine &image", self.refine_current_image, ["Ctrl+R"], "&Refine", tool=True)
         add("refine_selected", "Refine &selected", self.refine_selected, ["F"], "&Refine", tool=True)
         add("refine_all", "Refine &dataset", self.refine_dataset, ["Ctrl+Shift+R"], "&Refine", tool=True)
@@ -308,10 +333,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view_controls.ground_truth.setEnabled(image.ground_truth is not None)
         self._rebuild_overlay()
         self._draw_ground_truth()
-        self.refresh_patches()
         self._update_history_actions()
         self._update_review_label()
         self.imageChanged.emit(i)
+        if image.instances and self._pixels is not None:  # something to look at: its patches drawn
+            statuses = [inst.status for inst in image.instances]
+            self.select_instance(statuses.index("unreviewed") if "unreviewed" in statuses else 0)
+        else:
+            self.refresh_patches()
 
     def _image_row_changed(self, row: int) -> None:
         if self.session is not None and 0 <= row < len(self.session.images) and row != self.image_index:
@@ -373,6 +402,15 @@ class MainWindow(QtWidgets.QMainWindow):
     def toggle_selected_visible(self) -> None:
         if self.selected is not None:
             self.set_instance_visible(self.selected, self.selected in self._hidden)
+
+    def toggle_patches(self) -> None:
+        """Patch overlay off, or back to what it showed before (the selected instance's at first)."""
+        combo = self.view_controls.patches
+        if combo.currentText() == "off":
+            combo.setCurrentText(self._patches_shown)
+        else:
+            self._patches_shown = combo.currentText()
+            combo.setCurrentText("off")
 
     def cycle_masks(self) -> None:
         combo = self.view_controls.mode
@@ -676,18 +714,20 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.refresh_patches()  # takes the patch settings of the View panel
         worker = RefineWorker(jobs, functools.partial(self._provide_refiner, self.config))
+        worker.stage.connect(self._refine_stage)
         worker.device.connect(lambda name: self.device_label.setText(f"device: {name}"))
         worker.instanceDone.connect(functools.partial(self._instance_refined, self.session))
         worker.progress.connect(self._refine_progress)
         worker.imageFailed.connect(functools.partial(self._image_failed, self.session))
-        worker.failed.connect(lambda message: self.show_error("Refinement failed", message))
+        worker.failed.connect(self._refine_failed)
         worker.finished.connect(self._refine_finished)
-        self.progress_bar.setRange(0, max(worker.total, 1))
-        self.progress_bar.setValue(0)
-        self.progress_bar.show()
-        self.cancel_button.show()
+        self.progress_bar.setRange(0, 0)  # busy until the first image's patches are counted
+        self.progress_label.setText("starting")
+        self.cancel_button.setEnabled(True)
+        self._show_progress(True)
         self.statusBar().showMessage(f"refining {what}: {worker.total} instance(s)")
         self._without_patches = 0
+        self._refine_error = None
         self._worker = worker
         self._thread = start_worker(worker, self)
 
@@ -713,9 +753,28 @@ class MainWindow(QtWidgets.QMainWindow):
         self._without_patches += len(result.boxes) == 0
         self.instanceRefined.emit(i, j)
 
-    def _refine_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(done)
+    def _show_progress(self, visible: bool) -> None:
+        for widget in (self.progress_label, self.progress_bar, self.cancel_button):
+            widget.setVisible(visible)
+
+    def _refine_stage(self, text: str) -> None:
+        if not (self._worker is not None and self._worker.cancelled):
+            self.progress_label.setText(text + ("..." if text == "loading model" else ""))
+            self._stage = text
+
+    def _refine_progress(self, done: int, total: int, done_patches: int, image_patches: int) -> None:
+        """The bar counts the patches of the image being refined; the label the instances of the whole run."""
+        if self._worker is None or self._worker.cancelled:
+            return
+        self.progress_bar.setRange(0, max(image_patches, 1))
+        self.progress_bar.setValue(done_patches)
+        self.progress_label.setText(f"{self._stage}: {done}/{total} instances")
+
+    def _refine_failed(self, message: str, details: str) -> None:
+        self._refine_error = message
+        box = self.show_error("Refinement stopped", message)
+        if details:
+            box.setDetailedText(details)
 
     def _image_failed(self, session, i: int, message: str) -> None:
         if session is not self.session:
@@ -726,23 +785,36 @@ class MainWindow(QtWidgets.QMainWindow):
     def _refine_finished(self, cancelled: bool) -> None:
         self._worker = None
         self._thread = None
-        self.progress_bar.hide()
-        self.cancel_button.hide()
+        self._show_progress(False)
         message = "refinement cancelled" if cancelled else "refinement finished"
+        if self._refine_error:
+            message = f"refinement stopped: {self._refine_error}"
         if self._without_patches:
             message += f"; {self._without_patches} under the min size ({self.config.min_size} px) kept coarse"
         self.statusBar().showMessage(message, 8000)
         self.refineFinished.emit(cancelled)
 
     def cancel_refinement(self) -> None:
-        if self._worker is not None:
+        """Ask a running refinement to stop after its current batch; the status bar says so at once."""
+        if self._worker is not None and not self._worker.cancelled:
             self._worker.cancel()
+            self.progress_label.setText("cancelling...")
+            self.cancel_button.setEnabled(False)
             self.statusBar().showMessage("cancelling...")
 
     def _wait_for_worker(self, ms: int = 10000) -> None:
-        if self._thread is not None:
-            self._thread.wait(ms)
-            QtWidgets.QApplication.processEvents()
+        """Wait (with the window still painting) until the running refinement has finished."""
+        thread = self._thread
+        if thread is None:
+            return
+        loop = QtCore.QEventLoop()
+        self.refineFinished.connect(loop.quit)
+        QtCore.QTimer.singleShot(ms, loop.quit)
+        if self.refining:
+            loop.exec_()
+        self.refineFinished.disconnect(loop.quit)
+        if not sip.isdeleted(thread):
+            thread.wait(1000)
 
     # ---- files -------------------------------------------------------------------------------------
 

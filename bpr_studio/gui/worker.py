@@ -38,19 +38,23 @@ class RefineJob:
 class RefineWorker(QtCore.QObject):
     """Runs ``refiner.refine`` over jobs. ``refiner_provider()`` is called in the worker thread
     (loading weights takes a while) and returns an object with ``refine(image, masks, on_instance,
-    should_stop)`` and ``device_name``.
+    should_stop, on_batch)`` (as core.refiner.Refiner) and ``device_name``.
 
-    Signals: device(str) once the refiner is ready; instanceDone(image, instance, RefinedInstance,
-    COCO RLE of its mask (encoded here, off the GUI thread), as_edit) per instance; progress(done, total) instances; imageFailed(image, message) for an
-    unreadable image (the others go on); failed(message) for any other exception (the run stops);
-    finished(cancelled) always, last.
+    Signals: stage(text) what it is doing ("loading model", "reading NAME", "refining NAME");
+    device(str) once the refiner is ready; instanceDone(image, instance, RefinedInstance, COCO RLE
+    of its mask (encoded here, off the GUI thread), as_edit) per instance; progress(instances done,
+    instances in all, patches done, patches of the current image) after each batch and instance;
+    imageFailed(image, message) for an unreadable image (the others go on); failed(message,
+    details) when the refiner cannot be made (message: one line, details empty) or anything else
+    goes wrong (details: the traceback), and the run stops; finished(cancelled) always, last.
     """
 
+    stage = QtCore.pyqtSignal(str)
     device = QtCore.pyqtSignal(str)
     instanceDone = QtCore.pyqtSignal(int, int, object, object, bool)
-    progress = QtCore.pyqtSignal(int, int)
+    progress = QtCore.pyqtSignal(int, int, int, int)
     imageFailed = QtCore.pyqtSignal(int, str)
-    failed = QtCore.pyqtSignal(str)
+    failed = QtCore.pyqtSignal(str, str)
     finished = QtCore.pyqtSignal(bool)
 
     def __init__(self, jobs: list[RefineJob], refiner_provider: Callable[[], object]) -> None:
@@ -64,42 +68,73 @@ class RefineWorker(QtCore.QObject):
         """Ask the run to stop at the next batch (thread-safe)."""
         self._stop.set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether cancel() was called."""
+        return self._stop.is_set()
+
     @QtCore.pyqtSlot()
     def run(self) -> None:
         from ..core.refiner import RefineCancelled
 
         cancelled = False
-        done = 0
+        self.stage.emit("loading model")
         try:
             refiner = self.refiner_provider()
+        except Exception as exc:  # a bad weights file, a device this machine lacks: one line, no traceback
+            self.failed.emit(f"cannot load the refiner: {_one_line(exc)}", "")
+            self.finished.emit(False)
+            return
+        try:
             self.device.emit(str(getattr(refiner, "device_name", "CPU")))
-            self.progress.emit(0, self.total)
-            for job in self.jobs:
-                if self._stop.is_set():
-                    raise RefineCancelled("cancelled")
-                try:
-                    pixels = job.image.read_image()
-                except DatasetError as exc:
-                    self.imageFailed.emit(job.image_index, str(exc))
-                    done += len(job.instances)
-                    self.progress.emit(done, self.total)
-                    continue
-                masks = np.stack([decode_rle(m) if isinstance(m, dict) else m for m in job.masks]) if job.masks \
-                    else np.zeros((0,) + pixels.shape[:2], bool)
-
-                def on_instance(result, job=job):
-                    nonlocal done
-                    done += 1
-                    self.instanceDone.emit(job.image_index, job.instances[result.index], result, encode_rle(result.mask),
-                                           job.as_edit)
-                    self.progress.emit(done, self.total)
-
-                refiner.refine(pixels, masks, on_instance=on_instance, should_stop=self._stop.is_set)
+            self._run_jobs(refiner)
         except RefineCancelled:
             cancelled = True
         except Exception as exc:  # shown in a dialog; the window goes on
-            self.failed.emit(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=6)}")
+            self.failed.emit(_one_line(exc), traceback.format_exc(limit=6))
         self.finished.emit(cancelled)
+
+    def _run_jobs(self, refiner) -> None:
+        from ..core.refiner import RefineCancelled
+
+        done = 0
+        patches = [0, 0]  # done, total of the current image
+        self.progress.emit(0, self.total, 0, 0)
+        for job in self.jobs:
+            if self._stop.is_set():
+                raise RefineCancelled("cancelled")
+            name = job.image.path.name
+            self.stage.emit(f"reading {name}")
+            try:
+                pixels = job.image.read_image()
+            except DatasetError as exc:
+                self.imageFailed.emit(job.image_index, str(exc))
+                done += len(job.instances)
+                self.progress.emit(done, self.total, 0, 0)
+                continue
+            masks = np.stack([decode_rle(m) if isinstance(m, dict) else m for m in job.masks]) if job.masks \
+                else np.zeros((0,) + pixels.shape[:2], bool)
+            self.stage.emit(f"refining {name}")
+            patches[:] = [0, 0]
+
+            def on_instance(result, job=job):
+                nonlocal done
+                done += 1
+                self.instanceDone.emit(job.image_index, job.instances[result.index], result, encode_rle(result.mask),
+                                       job.as_edit)
+                self.progress.emit(done, self.total, *patches)
+
+            def on_batch(done_patches, total_patches):
+                patches[:] = [done_patches, total_patches]
+                self.progress.emit(done, self.total, done_patches, total_patches)
+
+            refiner.refine(pixels, masks, on_instance=on_instance, should_stop=self._stop.is_set, on_batch=on_batch)
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception as one line: its message, or its type when the message is empty."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def start_worker(worker: RefineWorker, parent: QtCore.QObject) -> QtCore.QThread:
