@@ -1,6 +1,7 @@
 """The window as a new user meets it (issues 13 and 11): first view, zoom at the cursor, progress in
 patches, cancelling on close, a device the machine lacks, export defaults and overwrite questions."""
 
+import json
 import shutil
 
 import pytest
@@ -144,3 +145,96 @@ def test_a_missing_device_falls_back_to_the_cpu(monkeypatch):
     monkeypatch.setattr(refiner, "pick_device", pick)
     assert checked_device("cuda") == ("cpu", "CUDA is not available on this machine (found: CPU); refining on the CPU")
     assert checked_device("cpu") == ("cpu", None)
+
+
+def _dialog_defaults(window, monkeypatch):
+    from bpr_studio.gui.dialogs import ExportDialog
+
+    shown = []
+    monkeypatch.setattr(ExportDialog, "exec_", lambda self: shown.append(self) or QtWidgets.QDialog.Rejected)
+    window.export_dialog()
+    return shown[0]
+
+
+def test_export_defaults_to_the_datasets_format_a_sibling_folder_and_coarse_for_unreviewed(
+        qtbot, voc_copy, monkeypatch):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    dialog = _dialog_defaults(window, monkeypatch)
+    values = dialog.values()
+    assert values == {"out": str(voc_copy.parent / "voc_export"), "format": "labelme", "unreviewed": "coarse"}
+    window.session.accept(0, 0)
+    assert window.export_dataset(**values)
+    assert sorted(p.name for p in (voc_copy.parent / "voc_export").iterdir()) == [
+        "2011_000003.json", "2011_000006.json", "2011_000025.json"]
+    # the old default put a COCO file inside the labelme folder: reopening now ignores it, unlisted
+    assert window.export_dataset(voc_copy / "export" / "annotations.json", "coco")
+    (voc_copy / "results.json").write_text("[]")
+    assert window.open_dataset(voc_copy)
+    names = [window.image_list.item(k).text() for k in range(window.image_list.count())]
+    assert not any("unreadable" in name for name in names) and window.session.load_problems == []
+
+
+def test_demo_export_default_is_a_visible_folder_at_home(tmp_path, monkeypatch):
+    from bpr_studio import RESOURCES
+    from bpr_studio.session.export import DatasetSource, default_export_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    demo = DatasetSource(RESOURCES / "demo" / "annotations.json", "coco")
+    assert default_export_path(demo) == tmp_path / "bpr_studio_demo_export"
+
+
+def test_export_asks_before_replacing_a_file(qtbot, coco_copy, monkeypatch):
+    window = _window(qtbot, coco_copy / "annotations.json", lambda config: SlowRefiner())
+    before = (coco_copy / "annotations.json").read_bytes()
+    asked = []
+    answer = [QtWidgets.QMessageBox.No]
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *args, **kw: asked.append(args[2]) or answer[0])
+    assert not window.export_dataset(coco_copy, "coco")  # the folder's annotations.json is the source itself
+    assert len(asked) == 1 and str(coco_copy / "annotations.json") in asked[0]
+    assert (coco_copy / "annotations.json").read_bytes() == before
+    assert window.statusBar().currentMessage() == "export cancelled: nothing was written"
+    assert window.export_dataset(coco_copy / "new.json", "coco") and len(asked) == 1  # a new file: no question
+    answer[0] = QtWidgets.QMessageBox.Yes
+    assert window.export_dataset(coco_copy, "coco") and len(asked) == 2
+    labelme_out = coco_copy.parent / "as_labelme"
+    assert window.export_dataset(labelme_out, "labelme") and len(asked) == 2
+    answer[0] = QtWidgets.QMessageBox.No
+    assert not window.export_dataset(labelme_out, "labelme") and "2011_000003.json" in asked[-1]
+
+
+def test_coco_export_over_its_source_keeps_the_unreadable_images_entries(qtbot, coco_copy, monkeypatch):
+    from pycocotools.coco import COCO
+
+    original = json.loads((coco_copy / "annotations.json").read_text())
+    (coco_copy / "JPEGImages" / "2011_000025.jpg").write_bytes(b"not a jpeg")
+    window = _window(qtbot, coco_copy / "annotations.json", lambda config: SlowRefiner())
+    assert len(window.session.images) == 2
+    window.session.accept(0, 0)
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *args, **kw: QtWidgets.QMessageBox.Yes)
+    assert window.export_dataset(coco_copy / "annotations.json", "coco", unreviewed="coarse")
+    written = json.loads((coco_copy / "annotations.json").read_text())
+    assert len(written["images"]) == 3 and len(written["annotations"]) == 12  # 3 / 12 before, not 2 / 9
+    lost = [e for e in original["images"] if e["file_name"].endswith("2011_000025.jpg")][0]
+    assert lost in written["images"]  # its entry unchanged
+    theirs = sorted(json.dumps(a, sort_keys=True) for a in original["annotations"] if a["image_id"] == lost["id"])
+    ours = sorted(json.dumps(a, sort_keys=True) for a in written["annotations"] if a["image_id"] == lost["id"])
+    assert ours == theirs and len(ours) == 3
+    assert window.last_export.kept == ["1 image(s) the session could not read (2011_000025.jpg) and their "
+                                       "3 annotation(s)"]
+    boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible()]
+    assert any("Kept unchanged" in b.text() and "2011_000025.jpg" in b.text() for b in boxes)
+    COCO(str(coco_copy / "annotations.json"))  # pycocotools reads it
+    ids = [a["id"] for a in written["annotations"]]
+    assert len(set(ids)) == len(ids)
+
+
+def test_export_says_what_it_leaves_out(qtbot, voc_copy, tmp_path):
+    (voc_copy / "2011_000025.json").write_text('{"shapes": [oops')
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    assert window.export_dataset(tmp_path / "out", "labelme", unreviewed="omit")
+    report = window.last_export
+    n = sum(len(image.instances) for image in window.session.images)
+    assert report.left_out == ["1 file(s) that could not be read when the dataset was opened: 2011_000025.json",
+                               f"{n} unreviewed instance(s)"]
+    boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible() and "Left out" in b.text()]
+    assert boxes and "2011_000025.json" in boxes[0].text()

@@ -67,19 +67,20 @@ class ExportDialog(QtWidgets.QDialog):
 
     UNREVIEWED_LABELS = {"refined": "take the refined mask", "coarse": "keep the coarse mask", "omit": "leave them out"}
 
-    def __init__(self, parent=None, default_out: str = ""):
+    def __init__(self, parent=None, default_out: str = "", default_format: str = "coco"):
         super().__init__(parent)
         self.setWindowTitle("Export dataset")
         form = QtWidgets.QFormLayout(self)
         self.format = QtWidgets.QComboBox()
         self.format.addItems(FORMATS)
+        self.format.setCurrentText(default_format)  # the dataset's own format
         self.out = QtWidgets.QLineEdit(default_out)
         self.unreviewed = QtWidgets.QComboBox()
         for key in UNREVIEWED_CHOICES:
             self.unreviewed.addItem(self.UNREVIEWED_LABELS[key], key)
-        self.unreviewed.setCurrentIndex(UNREVIEWED_CHOICES.index("refined"))
+        self.unreviewed.setCurrentIndex(UNREVIEWED_CHOICES.index("coarse"))  # only what was reviewed changes
         form.addRow("Format", self.format)
-        form.addRow("Output (COCO: .json file or folder; others: folder)",
+        form.addRow("Output (COCO: .json file or folder for annotations.json; others: folder)",
                     _path_row(self, self.out, self._pick))
         form.addRow("Unreviewed instances", self.unreviewed)
         form.addRow(QtWidgets.QLabel("Accepted and edited instances take their final mask, rejected ones the coarse mask."))

@@ -20,6 +20,7 @@ from ..core.config import RefinerConfig
 from ..core.refiner import patch_boxes
 from ..io.errors import DatasetError
 from ..session import Session, open_session
+from ..session.export import default_export_path
 from ..session.rle import rle_crop
 from . import overlay
 from .canvas import Canvas
@@ -87,6 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.auto_advance = True
         self.config = config or RefinerConfig()
         self.last_error: str | None = None
+        self.last_export = None  # the ExportReport of the last export
         self.device = device
         self._refiner_factory = refiner_factory or default_refiner_factory(device=device)
         self._refiner = None
@@ -826,20 +828,42 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_dialog(self) -> None:
         if self.session is None:
             return
-        folder = self.session.store.path.parent if self.session.store else Path.cwd()
-        dialog = ExportDialog(self, str(folder / "export"))
+        source = self.session.source
+        dialog = ExportDialog(self, str(default_export_path(source)), source.format if source else "coco")
         if dialog.exec_() == QtWidgets.QDialog.Accepted and dialog.values()["out"]:
             self.export_dataset(**dialog.values())
 
-    def export_dataset(self, out, format: str, unreviewed: str = "refined") -> bool:
-        """Export through the io layer; a failure is shown and nothing else changes."""
+    def export_dataset(self, out, format: str, unreviewed: str = "coarse") -> bool:
+        """Export through the io layer, after asking before any existing file is replaced; what was
+        kept unchanged or left out is said. A failure is shown and nothing else changes."""
         try:
-            self.session.export(out, format, unreviewed)
+            replaced = self.session.files_replaced(out, format)
+            if replaced and not self.confirm_replace(replaced):
+                self.statusBar().showMessage("export cancelled: nothing was written", 6000)
+                return False
+            report = self.session.export(out, format, unreviewed)
         except (DatasetError, OSError, ValueError) as exc:
             self.show_error("Export failed", str(exc))
             return False
-        self.statusBar().showMessage(f"exported {format} to {out}", 6000)
+        message = f"exported {report.images} images, {report.instances} instances as {format} to {out}"
+        self.statusBar().showMessage(message, 8000)
+        notes = [f"Kept unchanged from the original file: {line}." for line in report.kept] + \
+                [f"Left out: {line}." for line in report.left_out]
+        if notes:
+            box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Information, "Export", message + ".\n\n" + "\n".join(notes),
+                                        QtWidgets.QMessageBox.Ok, self)
+            box.setAttribute(Qt.WA_DeleteOnClose)
+            box.open()
+        self.last_export = report
         return True
+
+    def confirm_replace(self, paths: list[Path]) -> bool:
+        """Ask whether existing files may be replaced (No is the default)."""
+        listed = "\n".join(str(p) for p in paths[:10]) + (f"\n... and {len(paths) - 10} more" if len(paths) > 10 else "")
+        answer = QtWidgets.QMessageBox.question(
+            self, "Replace existing files?", f"The export would replace {len(paths)} existing file(s):\n\n{listed}\n\n"
+            "Replace them?", QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, QtWidgets.QMessageBox.No)
+        return answer == QtWidgets.QMessageBox.Yes
 
     def save_session(self) -> None:
         if self.session is not None and self.session.store is not None:

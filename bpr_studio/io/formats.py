@@ -41,8 +41,8 @@ def guess_format(path: str | Path) -> str:
     return "labelme"
 
 
-def _coco_annotations(path: Path, annotations) -> tuple[Path | None, Path | None]:
-    """(annotations file or None, images folder or None) for the COCO reader."""
+def coco_files(path: Path, annotations) -> tuple[Path | None, Path | None]:
+    """(annotations file or None, images folder or None) that load_dataset reads a COCO ``path`` from."""
     if annotations is not None:
         return Path(annotations), (path if path.is_dir() else None)
     if path.is_file():
@@ -75,7 +75,7 @@ def load_dataset(path: str | Path, format: str | None = None, annotations: str |
     path = Path(path)
     format = format or ("coco" if annotations is not None else guess_format(path))
     if format == "coco":
-        ann_file, images_dir = _coco_annotations(path, annotations)
+        ann_file, images_dir = coco_files(path, annotations)
         from .coco import images_from_folder, read_coco
         if ann_file is None:
             dataset = images_from_folder(images_dir, errors=errors, progress=progress)

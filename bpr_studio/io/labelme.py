@@ -95,9 +95,16 @@ def _find_image(json_path: Path, data: dict) -> Path:
     raise DatasetError(f"{json_path}: image not found (imagePath {name!r}, nor an image named {json_path.stem}.* beside it)")
 
 
-def _read_labelme_file(json_path: Path, errors: Errors) -> tuple[ImageRecord, list[tuple[str, Instance]]]:
-    """One labelme JSON -> (record without instances, [(label, instance with category_id 0)])."""
-    data = read_json(json_path, dict)
+def _read_labelme_file(json_path: Path, errors: Errors,
+                       in_folder: bool = False) -> tuple[ImageRecord, list[tuple[str, Instance]]] | None:
+    """One labelme JSON -> (record without instances, [(label, instance with category_id 0)]).
+
+    in_folder: the file was found in a folder; None when it is some other JSON (no 'shapes' nor
+    'imagePath': a COCO export, a results list, a settings file), which a folder may hold.
+    """
+    data = read_json(json_path, dict if not in_folder else object)
+    if in_folder and not (isinstance(data, dict) and ("shapes" in data or "imagePath" in data)):
+        return None
     if not isinstance(data.get("shapes"), list):
         raise DatasetError(f"{json_path}: not a labelme file (expected a 'shapes' list)")
     image_path = _find_image(json_path, data)
@@ -156,7 +163,8 @@ def _read_labelme_file(json_path: Path, errors: Errors) -> tuple[ImageRecord, li
 def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Dataset:
     """Read a folder of labelme JSON files (searched recursively) with their images, or one JSON file.
 
-    Images in the folder without a JSON file are included without instances. errors: None raises
+    Images in the folder without a JSON file are included without instances; JSON files of the
+    folder that are not labelme files (no 'shapes' nor 'imagePath') are skipped. errors: None raises
     the first DatasetError; a list collects ``(path, message)`` per bad file or shape and leaves it
     out (a bad file's image too, when it lies beside it with the same stem, so that saving the
     dataset cannot replace that file by an empty one). progress: called as progress(done, total)
@@ -179,13 +187,15 @@ def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Data
     for json_path in json_files:
         failed.add(json_path)
         with collected(errors, json_path):
-            record, instances = _read_labelme_file(json_path, errors)
+            read = _read_labelme_file(json_path, errors, in_folder=root.is_dir())
             failed.discard(json_path)
-            key = record.path.resolve()
-            if key in records:
-                raise DatasetError(f"{json_path}: its image {record.path} is already annotated by another JSON file")
-            records[key] = record
-            labelled.append((record, instances))
+            if read is not None:
+                record, instances = read
+                key = record.path.resolve()
+                if key in records:
+                    raise DatasetError(f"{json_path}: its image {record.path} is already annotated by another JSON file")
+                records[key] = record
+                labelled.append((record, instances))
         done += 1
         if progress:
             progress(done, total)

@@ -22,6 +22,7 @@ from ..io.dataset import Dataset, ImageRecord, Instance, decode_rle, encode_rle
 from ..io.errors import DatasetError
 from ..io.images import read_image
 from .events import SessionEvent, SessionEvents
+from .export import DatasetSource, ExportReport, export_dataset, files_replaced
 from .history import Change, History, MaskDiff
 from .paint import polygon_window, stroke_window
 from .rle import rle_crop
@@ -286,6 +287,9 @@ class Session:
         self.events = SessionEvents()
         self.current = 0
         self.restore_message: str | None = None
+        self.restored = False  # whether an earlier session was restored
+        self.source: DatasetSource | None = None  # where the dataset came from (set by open_session)
+        self.load_problems: list[tuple] = []  # (path, message) of files left out when it was opened
         self.store = SessionStore(path, compact_every) if path is not None else None
         if self.store is not None:
             self._restore()
@@ -492,11 +496,18 @@ class Session:
             images.append(ImageRecord(rec.path, rec.width, rec.height, instances, rec.image_id))
         return Dataset(images, dict(self.dataset.categories))
 
-    def export(self, out: str | Path, format: str, unreviewed: str = "refined", **options) -> None:
-        """Write the reviewed dataset with io.formats.save_dataset (format "coco", "cityscapes" or "labelme")."""
-        from ..io.formats import save_dataset
+    def export(self, out: str | Path, format: str, unreviewed: str = "refined", **options) -> ExportReport:
+        """Write the reviewed dataset with io.formats.save_dataset (format "coco", "cityscapes" or
+        "labelme"). Returns what was written, kept and left out (see session.export.export_dataset:
+        a COCO export of a COCO dataset keeps the original entries of images it could not read)."""
+        dataset = self.export_dataset(unreviewed)
+        omitted = sum(len(image.instances) for image in self.images) - sum(len(r.instances) for r in dataset.images)
+        return export_dataset(dataset, out, format, source=self.source, problems=self.load_problems,
+                              omitted=omitted, held=self.dataset, **options)
 
-        save_dataset(self.export_dataset(unreviewed), out, format, **options)
+    def files_replaced(self, out: str | Path, format: str, **options) -> list[Path]:
+        """Existing files that ``export(out, format, ...)`` would write over."""
+        return files_replaced(self.dataset, out, format, copy_images=bool(options.get("copy_images")))
 
     def save(self) -> None:
         """Write the whole state to the session file now (compaction); the journal is emptied."""
@@ -590,6 +601,7 @@ class Session:
                 self.restore_message = (f"{store.journal_path}: change {entry.get('seq')} could not be replayed; "
                                         f"the session was restored up to the change before it")
                 break
+        self.restored = True
         self.save()  # compact: the snapshot now holds everything, a torn journal line is gone
 
     def _replay(self, entry: dict) -> None:
@@ -623,18 +635,20 @@ class Session:
 
 def open_session(path: str | Path, format: str | None = None, annotations: str | Path | None = None,
                  predictions: str | Path | None = None, session_path: str | Path | None = None,
-                 errors: list | None = None) -> Session:
+                 errors: list | None = None, save: bool = True) -> Session:
     """Load a dataset with io.formats.load_dataset and open (or restore) its session.
 
     With ``predictions``, the predictions are reviewed and the dataset's own annotations, when it
     has any, are the ground truth. session_path: default :func:`default_session_path` (beside
     the dataset). errors: a list that collects ``(path, message)`` for unreadable files (they
-    are left out); None raises DatasetError at the first one.
+    are left out, and kept in ``session.load_problems``); None raises DatasetError at the first
+    one. save: False keeps the session in memory only (no session file is read or written).
     """
-    from ..io.formats import load_dataset
+    from ..io.formats import coco_files, guess_format, load_dataset
     from .store import default_session_path
 
-    dataset = load_dataset(path, format=format, annotations=annotations, predictions=predictions, errors=errors)
+    problems = None if errors is None else []
+    dataset = load_dataset(path, format=format, annotations=annotations, predictions=predictions, errors=problems)
     ground_truth = None
     if predictions is not None:
         try:
@@ -643,6 +657,13 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
             ground_truth = None
         if ground_truth is not None and not any(rec.instances for rec in ground_truth.images):
             ground_truth = None
-    if session_path is None:
+    if session_path is None and save:
         session_path = default_session_path(path, predictions)
-    return Session(dataset, session_path, ground_truth=ground_truth)
+    session = Session(dataset, session_path if save else None, ground_truth=ground_truth)
+    format = format or ("coco" if annotations is not None else guess_format(path))
+    ann_file, images_dir = coco_files(Path(path), annotations) if format == "coco" else (None, None)
+    session.source = DatasetSource(Path(path), format, ann_file, images_dir, None if predictions is None else Path(predictions))
+    if problems is not None:
+        session.load_problems = list(problems)
+        errors.extend(problems)
+    return session
