@@ -238,3 +238,26 @@ def test_export_says_what_it_leaves_out(qtbot, voc_copy, tmp_path):
                                f"{n} unreviewed instance(s)"]
     boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible() and "Left out" in b.text()]
     assert boxes and "2011_000025.json" in boxes[0].text()
+
+
+def test_screenshot_leaves_no_session_file_unless_asked(voc_copy, tmp_path, qapp):
+    from bpr_studio.cli import main
+
+    before = sorted(p.name for p in voc_copy.iterdir())
+    out = tmp_path / "shot.png"
+    assert main(["gui", str(voc_copy), "--screenshot", str(out), "--size", "800x500"]) == 0
+    assert out.stat().st_size > 10000 and sorted(p.name for p in voc_copy.iterdir()) == before
+    asked = tmp_path / "asked.bprsession"
+    assert main(["gui", str(voc_copy), "--screenshot", str(out), "--session", str(asked)]) == 0
+    assert asked.is_file() and sorted(p.name for p in voc_copy.iterdir()) == before
+
+
+def test_reopening_says_the_session_was_restored_and_returns_to_the_last_image(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    window.show_image(1)
+    window.accept_selected()
+    window.close()
+    again = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    n = sum(len(image.instances) for image in again.session.images)
+    assert again.image_index == 1
+    assert again.statusBar().currentMessage() == f"restored session: 1 of {n} reviewed, back at image 2 of 3"

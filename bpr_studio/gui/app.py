@@ -24,7 +24,8 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
 
     With ``screenshot`` (a PNG path): render offscreen, refine the first image first when
     ``refine``, select its largest instance with its boundary patches (and the ground-truth
-    outlines when loaded), save the window and return.
+    outlines when loaded), save the window and return; no session file is read or written unless
+    ``session`` names one.
     """
     if screenshot is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -39,12 +40,16 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
         print(f"bpr-studio gui: {device_problem}", file=sys.stderr)
     window = MainWindow(refiner_factory=default_refiner_factory(weights, device), device=device)
     window.resize(*size)
+    save = screenshot is None or session is not None
     if path is None:
         opened = window.open_dataset(DEMO / "annotations.json", predictions=DEMO / "predictions.json",
-                                     session_path=session or demo_session_path())
+                                     session_path=session or demo_session_path(), save=save)
     else:
         opened = window.open_dataset(path, format=format, annotations=annotations, predictions=predictions,
-                                     session_path=session)
+                                     session_path=session, save=save)
+    if device_problem:
+        window.device_label.setToolTip(device_problem)
+        window.statusBar().showMessage(device_problem, 15000)
     window.show()
     if screenshot is None:
         return app.exec_()

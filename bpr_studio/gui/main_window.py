@@ -270,12 +270,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---- session and images ------------------------------------------------------------------------
 
-    def open_dataset(self, path, format=None, annotations=None, predictions=None, session_path=None) -> bool:
-        """Open a dataset and its session. Problems are shown; the current session stays open on failure."""
+    def open_dataset(self, path, format=None, annotations=None, predictions=None, session_path=None,
+                     save: bool = True) -> bool:
+        """Open a dataset and its session (save False: in memory only, no session file). Problems are
+        shown; the current session stays open on failure."""
         problems: list = []
         try:
             session = open_session(path, format=format, annotations=annotations, predictions=predictions,
-                                   session_path=session_path, errors=problems)
+                                   session_path=session_path, errors=problems, save=save)
         except (DatasetError, OSError, ValueError) as exc:
             self.show_error("Cannot open dataset", str(exc))
             return False
@@ -310,6 +312,11 @@ class MainWindow(QtWidgets.QMainWindow):
                             f"{len(self._load_problems)} file(s) were left out; everything else is open.\n\n{lines}{more}")
         if session.restore_message:
             self.show_error("Session", session.restore_message)
+        elif session.restored:
+            counts = session.review_counts()
+            n = sum(counts.values())
+            self.statusBar().showMessage(f"restored session: {n - counts['unreviewed']} of {n} reviewed, "
+                                         f"back at image {self.image_index + 1} of {len(session.images)}", 15000)
 
     def show_image(self, i: int) -> None:
         """Make image i current: read it, draw its instances, list them."""
