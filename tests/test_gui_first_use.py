@@ -261,3 +261,20 @@ def test_reopening_says_the_session_was_restored_and_returns_to_the_last_image(q
     n = sum(len(image.instances) for image in again.session.images)
     assert again.image_index == 1
     assert again.statusBar().currentMessage() == f"restored session: 1 of {n} reviewed, back at image 2 of 3"
+
+
+def test_toolbar_icons_tooltips_and_help(qtbot, voc_copy):
+    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    tools = [a for a in window.toolbar.actions() if not a.isSeparator() and a.text()]
+    assert all(not a.icon().isNull() for a in tools)
+    assert window.toolbar.toolButtonStyle() == Qt.ToolButtonTextBesideIcon
+    assert window.actions["refine_image"].toolTip() == "Refine image (Ctrl+R)"
+    assert window.actions["accept"].toolTip() == "Accept (A)"
+    keys = dict((text, key) for key, text in window.key_table())
+    assert keys["Accept"] == "A" and keys["Boundary patches on / off"] == "O" and "wheel" in dict(window.key_table())
+    dialog = window.show_keys()
+    assert dialog.isVisible() and dialog.findChild(QtWidgets.QTableWidget).rowCount() == len(window.key_table())
+    assert [a.text() for a in window.menuBar().actions()][-1] == "&Help"
+    # the Inspect dock is a tab beside the instance list, which stays in front
+    inspect = [d for d in window.findChildren(QtWidgets.QDockWidget) if d.windowTitle() == "Inspect"][0]
+    assert window.tabifiedDockWidgets(window.instance_dock) == [inspect]

@@ -26,7 +26,8 @@ EMPTY_TEXT = (
 )
 GALLERY_HINT = "Select an instance (click a dot or a ranked entry) to see its patches."
 TILE_SIZE = 96
-"""Side of a gallery tile on screen, in pixels."""
+"""Largest side of a gallery tile on screen, in pixels (smaller when the dock is narrow, at least MIN_TILE_SIZE)."""
+MIN_TILE_SIZE = 56
 PICK_RADIUS = 8
 """A click within this many pixels of a dot selects it."""
 
@@ -53,7 +54,8 @@ class ScatterCanvas(FigureCanvasQTAgg):
         self.points = draw_scatter(self.ax, records, selected)
         if not self.points:
             self.ax.text(0.5, 0.5, "no instance has IoU before and after yet\n(needs ground truth and refinement)",
-                         ha="center", va="center", fontsize=8, transform=self.ax.transAxes)
+                         ha="center", va="center", fontsize=8, transform=self.ax.transAxes,
+                         bbox={"facecolor": "white", "edgecolor": "none"})  # over the diagonal
         self.draw_idle()
 
     def display_point(self, index: int) -> tuple[float, float]:
@@ -89,12 +91,12 @@ class TileLabel(QtWidgets.QLabel):
 
     clicked = QtCore.pyqtSignal()
 
-    def __init__(self, tile: np.ndarray, tooltip: str, parent=None):
+    def __init__(self, tile: np.ndarray, tooltip: str, parent=None, size: int = TILE_SIZE):
         super().__init__(parent)
         h, w = tile.shape[:2]
         data = np.ascontiguousarray(tile)
         image = QtGui.QImage(data.data, w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()
-        self.setPixmap(QtGui.QPixmap.fromImage(image).scaled(TILE_SIZE, TILE_SIZE, QtCore.Qt.KeepAspectRatio))
+        self.setPixmap(QtGui.QPixmap.fromImage(image).scaled(size, size, QtCore.Qt.KeepAspectRatio))
         self.setToolTip(tooltip)
         self.setCursor(QtCore.Qt.PointingHandCursor)
 
@@ -140,8 +142,17 @@ class PatchGallery(QtWidgets.QScrollArea):
         outer.addLayout(grid)
         outer.addStretch(1)
         n_cols = len(rows[0].tiles)
+        # tiles as large as fit side by side in the dock's width
+        size = max(MIN_TILE_SIZE, min(TILE_SIZE, (self.viewport().width() - 24 - 3 * n_cols) // n_cols))
         for c, name in enumerate(rows[0].tiles):
-            grid.addWidget(QtWidgets.QLabel(name), 0, c, QtCore.Qt.AlignHCenter)
+            header = QtWidgets.QLabel(name)
+            header.setWordWrap(True)  # "ground truth" over two lines rather than a column wider than its tiles
+            header.setAlignment(QtCore.Qt.AlignHCenter | QtCore.Qt.AlignBottom)
+            header.setMaximumWidth(size)
+            font = header.font()
+            font.setPointSizeF(font.pointSizeF() * 0.85)
+            header.setFont(font)
+            grid.addWidget(header, 0, c, QtCore.Qt.AlignHCenter)
         grid.setColumnStretch(n_cols, 1)  # an empty last column takes the spare width
         self.rows, self.tiles = list(rows), []
         for r, row in enumerate(rows):
@@ -150,7 +161,7 @@ class PatchGallery(QtWidgets.QScrollArea):
             grid.addWidget(QtWidgets.QLabel(row.caption), 1 + 2 * r, 0, 1, n_cols + 1)
             labels = []
             for c, (name, tile) in enumerate(row.tiles.items()):
-                label = TileLabel(tile, f"{row.caption}\n{name}: click to centre the view on this patch")
+                label = TileLabel(tile, f"{row.caption}\n{name}: click to centre the view on this patch", size=size)
                 label.clicked.connect(lambda cx=centre[0], cy=centre[1]: self.patchClicked.emit(cx, cy))
                 grid.addWidget(label, 2 + 2 * r, c)
                 labels.append(label)
@@ -165,6 +176,9 @@ class InspectPanel(QtWidgets.QWidget):
     ``records`` maps (image_index, instance_index) to its core.quality.InstanceQuality;
     ``problems`` lists what could not be measured (file and reason), shown under the summary.
     """
+
+    SPLIT = (3, 2, 4)
+    """Shares of the height for the scatter, the ranking and the gallery."""
 
     def __init__(self, window, parent=None):
         super().__init__(parent)
@@ -202,12 +216,13 @@ class InspectPanel(QtWidgets.QWidget):
         controls = QtWidgets.QHBoxLayout()
         controls.addWidget(self.sort_box)
         controls.addWidget(self.filter_box)
-        splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        splitter = self.splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
         splitter.addWidget(self.scatter)
         splitter.addWidget(self.ranked)
         splitter.addWidget(self.gallery)
-        for index, stretch in enumerate((2, 1, 3)):  # scatter, ranking, gallery
+        for index, stretch in enumerate(self.SPLIT):
             splitter.setStretchFactor(index, stretch)
+        self._split = False  # whether the splitter got its first sizes
         layout = QtWidgets.QVBoxLayout(content)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(controls)
@@ -227,6 +242,13 @@ class InspectPanel(QtWidgets.QWidget):
         self.main_window.imageChanged.connect(self._image_changed)
         self.main_window.instanceSelected.connect(self.follow_selection)
         self.refresh()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        height = self.splitter.height()
+        if not self._split and height > 150:  # the size hints would give the scatter nearly all of it
+            self._split = True
+            self.splitter.setSizes([height * share // sum(self.SPLIT) for share in self.SPLIT])
 
     # ---- data ----------------------------------------------------------------------------------
 

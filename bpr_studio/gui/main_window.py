@@ -22,7 +22,7 @@ from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.export import default_export_path
 from ..session.rle import rle_crop
-from . import overlay
+from . import icons, overlay
 from .canvas import Canvas
 from .dialogs import ExportDialog, OpenDialog
 from .panels import ImageList, InstanceTable, ViewControls
@@ -125,6 +125,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_list = ImageList()
         self.instance_table = InstanceTable()
         self.view_controls = ViewControls(self.config.patch_size, self.config.nms_thr, self.config.min_size)
+        self.setTabPosition(Qt.RightDockWidgetArea, QtWidgets.QTabWidget.North)
         self.image_dock = self._dock(self.image_list, "Images", Qt.LeftDockWidgetArea)
         self.instance_dock = self._dock(self.instance_table, "Instances", Qt.RightDockWidgetArea)
         self.view_dock = self._dock(self.view_controls, "View and patches", Qt.LeftDockWidgetArea)
@@ -165,11 +166,8 @@ class MainWindow(QtWidgets.QMainWindow):
         super().showEvent(event)
         if not self._docks_sized:  # once laid out: the canvas and instance list get the room
             self._docks_sized = True
-            self.resizeDocks([self.image_dock, self.instance_dock], [230, 430], Qt.Horizontal)
+            self.resizeDocks([self.image_dock, self.instance_dock], [230, 440], Qt.Horizontal)
             self.resizeDocks([self.image_dock, self.view_dock], [200, 400], Qt.Vertical)
-            if self._extension_docks:
-                self.resizeDocks([self.instance_dock, self._extension_docks[0]], [3 * self.height() // 5,
-                                                                                   2 * self.height() // 5], Qt.Vertical)
 
     def _dock(self, widget, title, area) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
@@ -179,40 +177,49 @@ class MainWindow(QtWidgets.QMainWindow):
         return dock
 
     def add_panel(self, widget: QtWidgets.QWidget, title: str) -> QtWidgets.QDockWidget:
-        """Add an extension panel as a dock on the right (tabbed with earlier extension panels)."""
+        """Add an extension panel as a dock on the right, a tab beside the Instances list (which stays
+        in front): each tab gets the whole height of the window."""
         dock = self._dock(widget, title, Qt.RightDockWidgetArea)
-        if self._extension_docks:
-            self.tabifyDockWidget(self._extension_docks[-1], dock)
+        self.tabifyDockWidget(self._extension_docks[-1] if self._extension_docks else self.instance_dock, dock)
         self._extension_docks.append(dock)
+        self.instance_dock.raise_()
         return dock
 
     def _build_actions(self) -> None:
         self.actions: dict[str, QtWidgets.QAction] = {}
-        menus = {name: self.menuBar().addMenu(name) for name in ("&File", "&Review", "&Edit", "&View", "&Refine")}
-        toolbar = self.addToolBar("Tools")
+        self.menus = menus = {name: self.menuBar().addMenu(name)
+                              for name in ("&File", "&Review", "&Edit", "&View", "&Refine")}
+        toolbar = self.toolbar = self.addToolBar("Tools")
         toolbar.setObjectName("Tools")
         toolbar.setFocusPolicy(Qt.NoFocus)
+        toolbar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        toolbar.setIconSize(QtCore.QSize(20, 20))
 
-        def add(name, text, slot, keys=(), menu=None, tool=False, checkable=False):
+        def add(name, text, slot, keys=(), menu=None, tool=None, checkable=False):
+            """An action with its keys in its tooltip; tool: its short text on the toolbar (None: not there)."""
             action = QtWidgets.QAction(text, self)
             action.setShortcuts([QtGui.QKeySequence(k) for k in keys])
             action.setCheckable(checkable)
             action.triggered.connect(lambda *_: slot())
+            plain = text.replace("&", "").rstrip(".")
+            action.setToolTip(f"{plain} ({' or '.join(keys)})" if keys else plain)
             self.addAction(action)
             if menu:
                 menus[menu].addAction(action)
-            if tool:
+            if tool is not None:
+                action.setIconText(tool)
+                action.setIcon(icons.icon(name.replace("tool_", "")))
                 toolbar.addAction(action)
             self.actions[name] = action
             return action
 
-        add("open", "&Open dataset...", self.open_dialog, ["Ctrl+O"], "&File", tool=True)
-        add("export", "&Export...", self.export_dialog, ["Ctrl+E"], "&File", tool=True)
+        add("open", "&Open dataset...", self.open_dialog, ["Ctrl+O"], "&File", tool="Open")
+        add("export", "&Export...", self.export_dialog, ["Ctrl+E"], "&File", tool="Export")
         add("save", "&Save session now", self.save_session, ["Ctrl+S"], "&File")
         add("quit", "&Quit", self.close, ["Ctrl+Q"], "&File")
         toolbar.addSeparator()
-        add("accept", "&Accept", self.accept_selected, ["A"], "&Review")
-        add("reject", "&Reject (keep coarse)", self.reject_selected, ["R"], "&Review")
+        add("accept", "&Accept", self.accept_selected, ["A"], "&Review", tool="Accept")
+        add("reject", "&Reject (keep coarse)", self.reject_selected, ["R"], "&Review", tool="Reject")
         add("accept_all", "Accept all &refined on image", self.accept_all_refined, ["Ctrl+Return", "Ctrl+Enter"], "&Review")
         add("next_unreviewed", "&Next unreviewed", lambda: self.goto_unreviewed(1), ["N"], "&Review")
         add("prev_unreviewed", "&Previous unreviewed", lambda: self.goto_unreviewed(-1), ["P"], "&Review")
@@ -224,14 +231,15 @@ class MainWindow(QtWidgets.QMainWindow):
         for name, text, key in (("select", "&Select", "S"), ("brush", "&Brush", "B"),
                                 ("eraser", "&Eraser", "E"), ("polygon", "&Polygon", "G")):
             action = add(f"tool_{name}", text, functools.partial(self.set_tool, name), [key], "&Edit",
-                         tool=True, checkable=True)
+                         tool=text.replace("&", ""), checkable=True)
             self.tool_group.addAction(action)
         self.actions["tool_select"].setChecked(True)
         self.brush_spin = QtWidgets.QSpinBox()
         self.brush_spin.setRange(1, 500)
         self.brush_spin.setValue(int(self.canvas.brush_radius))
-        self.brush_spin.setPrefix("radius ")
+        self.brush_spin.setPrefix("r ")
         self.brush_spin.setSuffix(" px")
+        self.brush_spin.setToolTip("brush and eraser radius in image pixels ([ smaller, ] bigger)")
         self.brush_spin.setFocusPolicy(Qt.ClickFocus)
         self.brush_spin.valueChanged.connect(lambda v: self.canvas.set_brush_radius(v))
         toolbar.addWidget(self.brush_spin)
@@ -263,10 +271,18 @@ class MainWindow(QtWidgets.QMainWindow):
         add("actual_size", "&Actual size (1:1)", self.canvas.actual_size, ["1", "Ctrl+1"], "&View")
         add("zoom_in", "Zoom &in", lambda: self.canvas.zoom(1.25), ["Ctrl++", "Ctrl+=", "+", "="], "&View")
         add("zoom_out", "Zoom &out", lambda: self.canvas.zoom(0.8), ["Ctrl+-", "-"], "&View")
-        add("refine_image", "Refine &image", self.refine_current_image, ["Ctrl+R"], "&Refine", tool=True)
-        add("refine_selected", "Refine &selected", self.refine_selected, ["F"], "&Refine", tool=True)
-        add("refine_all", "Refine &dataset", self.refine_dataset, ["Ctrl+Shift+R"], "&Refine", tool=True)
+        add("refine_image", "Refine &image", self.refine_current_image, ["Ctrl+R"], "&Refine", tool="Refine image")
+        add("refine_selected", "Refine &selected", self.refine_selected, ["F"], "&Refine", tool="Refine selected")
+        add("refine_all", "Refine &dataset", self.refine_dataset, ["Ctrl+Shift+R"], "&Refine", tool="Refine all")
         add("cancel", "&Cancel refinement", self.cancel_refinement, [], "&Refine")
+        help_menu = self.menuBar().addMenu("&Help")
+        keys = QtWidgets.QAction("&Keyboard shortcuts", self, shortcut=QtGui.QKeySequence("F1"))
+        keys.triggered.connect(self.show_keys)
+        about = QtWidgets.QAction("&About BPR Studio", self)
+        about.triggered.connect(self.show_about)
+        for action in (keys, about):
+            self.addAction(action)
+            help_menu.addAction(action)
 
     # ---- session and images ------------------------------------------------------------------------
 
@@ -884,6 +900,44 @@ class MainWindow(QtWidgets.QMainWindow):
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.open()
         return box
+
+    def key_table(self) -> list[tuple[str, str]]:
+        """(keys, what they do) for every action with a shortcut, then the mouse."""
+        rows = [(" / ".join(k.toString(QtGui.QKeySequence.NativeText) for k in action.shortcuts()),
+                 action.text().replace("&", "").rstrip("."))
+                for action in self.actions.values() if action.shortcuts()]
+        return rows + [("wheel", "zoom at the cursor"), ("middle drag, Space + drag", "pan"),
+                       ("click", "select an instance (again: the next one under the cursor)")]
+
+    def show_keys(self) -> QtWidgets.QDialog:
+        """The keyboard table (F1), a non-modal dialog."""
+        dialog = QtWidgets.QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        table = QtWidgets.QTableWidget(0, 2, dialog)
+        table.setHorizontalHeaderLabels(("Keys", "Action"))
+        table.verticalHeader().hide()
+        table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        for row, (keys, text) in enumerate(self.key_table()):
+            table.insertRow(row)
+            table.setItem(row, 0, QtWidgets.QTableWidgetItem(keys))
+            table.setItem(row, 1, QtWidgets.QTableWidgetItem(text))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        layout = QtWidgets.QVBoxLayout(dialog)
+        layout.addWidget(table)
+        dialog.resize(520, 640)
+        dialog.show()
+        return dialog
+
+    def show_about(self) -> None:
+        from .. import __version__
+
+        QtWidgets.QMessageBox.about(
+            self, "About BPR Studio",
+            f"<b>BPR Studio {__version__}</b><p>Review and polish instance-segmentation masks with Boundary Patch "
+            "Refinement (Tang et al., &ldquo;Look Closer to Segment Better: Boundary Patch Refinement for "
+            "Instance Segmentation&rdquo;, CVPR 2021).</p><p>MIT licence. Press F1 for the keyboard shortcuts.</p>")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.cancel_refinement()

@@ -60,7 +60,7 @@ class InstanceTable(QtWidgets.QWidget):
 
     instanceSelected = QtCore.pyqtSignal(int)
     visibilityChanged = QtCore.pyqtSignal(int, bool)
-    COLUMNS = ("#", "class", "score", "status", "changed px")
+    COLUMNS = ("#", "class", "score", "status", "changed")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -77,6 +77,7 @@ class InstanceTable(QtWidgets.QWidget):
         layout.addLayout(row)
         self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.horizontalHeaderItem(4).setToolTip("pixels where the final mask differs from the coarse one")
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.ExtendedSelection)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
@@ -193,7 +194,7 @@ class ViewControls(QtWidgets.QWidget):
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox()
         self.mode.addItems(self.MODES)
-        self.diff = QtWidgets.QCheckBox("added / removed")
+        self.diff = QtWidgets.QCheckBox("show")
         self.diff.setToolTip("green: pixels refinement added to the coarse mask; red: pixels it removed")
         self.ground_truth = QtWidgets.QCheckBox("outlines")
         self.ground_truth.setChecked(True)
@@ -233,6 +234,9 @@ class ViewControls(QtWidgets.QWidget):
         for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr,
                        self.min_size):
             widget.setFocusPolicy(Qt.ClickFocus)
+        for combo in (self.mode, self.color_by, self.patches):  # a narrow panel leaves the canvas the room
+            combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(11)
         self.diff.setFocusPolicy(Qt.NoFocus)
         self.ground_truth.setFocusPolicy(Qt.NoFocus)
         self.mode.currentTextChanged.connect(self.changed)
