@@ -159,3 +159,27 @@ def test_convert_checks_the_output_before_reading(voc_dir, tmp_path, capsys):
         assert main(["convert", "--from", "labelme", src, "--to", target_format, str(target)]) == 2
         err = capsys.readouterr().err
         assert "reading" not in err and err == f"bpr-studio convert: error: {message}\n"
+
+
+@pytest.mark.parametrize("format", [None, "coco"])  # None: guessed, as the window opens a folder of images
+def test_predictions_of_a_deleted_photo_go_nowhere_else(voc_dir, tmp_path, format):
+    # issue 11.1: the window drew the bus masks of a deleted photo on the sofa photo
+    images = tmp_path / "JPEGImages"
+    shutil.copytree(voc_dir / "data_dataset_coco" / "JPEGImages", images)
+    gt = load_dataset(voc_dir / "data_dataset_coco" / "annotations.json")
+    folder = load_dataset(images, format="coco")
+    truth = {r.path.name: r.instances for r in gt.images}
+    for record in folder.images:
+        record.instances = truth[record.path.name]
+        for inst in record.instances:
+            inst.score = 0.9
+    folder.categories = gt.categories
+    save_dataset(folder, tmp_path / "coarse.json", "coco", results=True)
+    (images / "2011_000003.jpg").unlink()
+    errors = []
+    loaded = load_dataset(images, format=format, predictions=tmp_path / "coarse.json", errors=errors)
+    assert len(errors) == len(truth["2011_000003.jpg"]) == 3
+    assert all("file_name '2011_000003.jpg': no such image" in message for _, message in errors)
+    expected = {name: [(i.category_id, i.area) for i in instances] for name, instances in truth.items()
+                if name != "2011_000003.jpg"}
+    assert {r.path.name: [(i.category_id, i.area) for i in r.instances] for r in loaded.images} == expected
