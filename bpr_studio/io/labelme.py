@@ -168,7 +168,7 @@ def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Data
     the first DatasetError; a list collects ``(path, message)`` per bad file or shape and leaves it
     out (a bad file's image too, when it lies beside it with the same stem, so that saving the
     dataset cannot replace that file by an empty one). progress: called as progress(done, total)
-    after each file.
+    after each image (a JSON file, or an image without a JSON beside it).
     """
     root = Path(path)
     if root.is_file():
@@ -181,7 +181,8 @@ def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Data
 
     records: dict[Path, ImageRecord] = {}
     labelled: list[tuple[ImageRecord, list[tuple[str, Instance]]]] = []
-    total = len(json_files) + len(image_files)
+    beside = {p.with_suffix("") for p in json_files}  # an image beside its JSON counts with the JSON
+    total = len(json_files) + sum(p.with_suffix("") not in beside for p in image_files)
     done = 0
     failed = set()  # JSON files left out: their images are left out too, so a save cannot blank them
     for json_path in json_files:
@@ -204,9 +205,10 @@ def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Data
             with collected(errors, image):
                 width, height = image_size(image)
                 records[image.resolve()] = ImageRecord(path=image, width=width, height=height)
-        done += 1
-        if progress:
-            progress(done, total)
+        if image.with_suffix("") not in beside:
+            done += 1
+            if progress:
+                progress(done, total)
 
     names = sorted({label for _, instances in labelled for label, _ in instances})
     categories = {k + 1: name for k, name in enumerate(names)}
