@@ -23,8 +23,8 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
     """Open the window on a dataset (None: the shipped demo). Returns an exit status.
 
     With ``screenshot`` (a PNG path): render offscreen, refine the first image first when
-    ``refine``, select its largest instance with its boundary patches (and the ground-truth
-    outlines when loaded), save the window and return; no session file is read or written unless
+    ``refine`` (then with the Inspect tab in front), select its largest instance with its boundary
+    patches (and the ground-truth outlines when loaded), save the window and return; no session file is read or written unless
     ``session`` names one.
     """
     if screenshot is not None:
@@ -70,6 +70,10 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
         window.view_controls.patches.setCurrentText("selected instance")
         window.view_controls.ground_truth.setChecked(bool(image.ground_truth))
         window.select_instance(largest)
+    if refine:  # the Inspect tab then has the most to show: the scatter and the selected instance's patches
+        for dock in window.findChildren(QtWidgets.QDockWidget):
+            if dock.windowTitle() == "Inspect":
+                dock.raise_()
     settle = QtCore.QEventLoop()  # let pending timers run (the Inspect panel redraws after 250 ms)
     QtCore.QTimer.singleShot(800, settle.quit)
     settle.exec_()
