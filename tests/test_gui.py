@@ -174,8 +174,8 @@ def test_window_stays_responsive_while_refining_and_cancel_stops(qtbot, voc_copy
     window.instanceRefined.connect(lambda i, j: arrived.append((i, j)))
     window.refine_dataset()
     assert window.refining and window.cancel_button.isVisibleTo(window)
-    qtbot.waitUntil(lambda: len(arrived) >= 2, timeout=10000)
-    assert len(ticks) >= 10  # the event loop kept running timers during refinement
+    qtbot.waitUntil(lambda: len(arrived) >= 2 and len(ticks) >= 10, timeout=10000)
+    assert window.refining  # the event loop kept running timers during refinement (not only after it)
     with qtbot.waitSignal(window.refineFinished, timeout=5000) as finished:
         window.cancel_button.click()
     assert finished.args == [True]

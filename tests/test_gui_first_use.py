@@ -8,7 +8,6 @@ import pytest
 from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
-from bpr_studio.gui.main_window import MainWindow
 from test_gui import SlowRefiner, _press_key, _window
 
 

@@ -24,8 +24,8 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
 
     With ``screenshot`` (a PNG path): render offscreen, refine the first image first when
     ``refine`` (then with the Inspect tab in front), select its largest instance with its boundary
-    patches (and the ground-truth outlines when loaded), save the window and return; no session file is read or written unless
-    ``session`` names one.
+    patches (and the ground-truth outlines when loaded), save the window and return; no session
+    file is read or written unless ``session`` names one.
     """
     if screenshot is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

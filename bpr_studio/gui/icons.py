@@ -15,7 +15,8 @@ GREEN = QtGui.QColor(46, 150, 70)
 RED = QtGui.QColor(200, 60, 50)
 
 _ICONS = {
-    "open": (INK, QtGui.QColor(250, 215, 120), [("shape", [(6, 18), (24, 18), (30, 24), (58, 24), (58, 52), (6, 52)])]),
+    "open": (INK, QtGui.QColor(250, 215, 120),
+             [("shape", [(6, 18), (24, 18), (30, 24), (58, 24), (58, 52), (6, 52)])]),
     "export": (INK, None, [("line", [(10, 38), (10, 54), (54, 54), (54, 38)]), ("line", [(32, 44), (32, 8)]),
                            ("line", [(20, 20), (32, 8), (44, 20)])]),
     "accept": (GREEN, None, [("line", [(12, 34), (26, 48), (52, 16)])]),
@@ -30,8 +31,8 @@ _ICONS = {
     "refine_image": (ACCENT, None, [("line", [(6, 12), (6, 58), (58, 58), (58, 12), (6, 12)]),
                                     ("star", (32, 35, 17))]),
     "refine_selected": (ACCENT, None, [("line", [(6, 20), (6, 6), (20, 6)]), ("line", [(44, 6), (58, 6), (58, 20)]),
-                                       ("line", [(58, 44), (58, 58), (44, 58)]), ("line", [(20, 58), (6, 58), (6, 44)]),
-                                       ("star", (32, 32, 17))]),
+                                       ("line", [(58, 44), (58, 58), (44, 58)]),
+                                       ("line", [(20, 58), (6, 58), (6, 44)]), ("star", (32, 32, 17))]),
     "refine_all": (ACCENT, None, [("line", [(14, 6), (58, 6), (58, 48)]), ("line", [(4, 16), (48, 16), (48, 60),
                                                                                     (4, 60), (4, 16)]),
                                   ("star", (26, 38, 14))]),
@@ -41,7 +42,8 @@ _ICONS = {
 def _star(x: float, y: float, r: float) -> QtGui.QPolygonF:
     """A four-pointed sparkle centred at (x, y), points r from the centre."""
     k = r * 0.28
-    points = [(x, y - r), (x + k, y - k), (x + r, y), (x + k, y + k), (x, y + r), (x - k, y + k), (x - r, y), (x - k, y - k)]
+    points = [(x, y - r), (x + k, y - k), (x + r, y), (x + k, y + k),
+              (x, y + r), (x - k, y + k), (x - r, y), (x - k, y - k)]
     return QtGui.QPolygonF([QtCore.QPointF(px, py) for px, py in points])
 
 

@@ -157,7 +157,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_refinement)
         self.device_label = QtWidgets.QLabel(f"device: {device_name(self.device)}")
         self.device_label.setToolTip("where refinement runs (CUDA, MPS or CPU)")
-        for widget in (self.review_label, self.progress_label, self.progress_bar, self.cancel_button, self.device_label):
+        for widget in (self.review_label, self.progress_label, self.progress_bar, self.cancel_button,
+                       self.device_label):
             widget.setContentsMargins(8, 0, 8, 0)
             status.addPermanentWidget(widget)
         self._show_progress(False)
@@ -873,8 +874,8 @@ class MainWindow(QtWidgets.QMainWindow):
         notes = [f"Kept unchanged from the original file: {line}." for line in report.kept] + \
                 [f"Left out: {line}." for line in report.left_out]
         if notes:
-            box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Information, "Export", message + ".\n\n" + "\n".join(notes),
-                                        QtWidgets.QMessageBox.Ok, self)
+            box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Information, "Export",
+                                        message + ".\n\n" + "\n".join(notes), QtWidgets.QMessageBox.Ok, self)
             box.setAttribute(Qt.WA_DeleteOnClose)
             box.open()
         self.last_export = report
@@ -882,10 +883,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def confirm_replace(self, paths: list[Path]) -> bool:
         """Ask whether existing files may be replaced (No is the default)."""
-        listed = "\n".join(str(p) for p in paths[:10]) + (f"\n... and {len(paths) - 10} more" if len(paths) > 10 else "")
+        listed = "\n".join(str(p) for p in paths[:10])
+        if len(paths) > 10:
+            listed += f"\n... and {len(paths) - 10} more"
         answer = QtWidgets.QMessageBox.question(
-            self, "Replace existing files?", f"The export would replace {len(paths)} existing file(s):\n\n{listed}\n\n"
-            "Replace them?", QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, QtWidgets.QMessageBox.No)
+            self, "Replace existing files?",
+            f"The export would replace {len(paths)} existing file(s):\n\n{listed}\n\nReplace them?",
+            QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, QtWidgets.QMessageBox.No)
         return answer == QtWidgets.QMessageBox.Yes
 
     def save_session(self) -> None:

@@ -662,7 +662,8 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
     session = Session(dataset, session_path if save else None, ground_truth=ground_truth)
     format = format or ("coco" if annotations is not None else guess_format(path))
     ann_file, images_dir = coco_files(Path(path), annotations) if format == "coco" else (None, None)
-    session.source = DatasetSource(Path(path), format, ann_file, images_dir, None if predictions is None else Path(predictions))
+    session.source = DatasetSource(Path(path), format, ann_file, images_dir,
+                                   None if predictions is None else Path(predictions))
     if problems is not None:
         session.load_problems = list(problems)
         errors.extend(problems)
