@@ -54,10 +54,11 @@ def test_refiner_takes_over_the_encoder_and_ignores_the_mask_at_first(wheel_like
     with torch.no_grad():
         out, other = net(x), net(flipped)
     assert out.shape == (2, 2, 64, 64)
-    # the mask reaches the encoder through a zero-initialised conv (intact ImageNet features at the start)
-    # but the full-resolution branch sees it from the first step
-    assert not torch.allclose(out, other)
-    assert torch.count_nonzero(net.conv_stem_mask.weight) == 0
+    # the mask reaches the encoder through a zero-initialised conv: intact ImageNet features at the start
+    assert torch.count_nonzero(net.conv_stem_mask.weight) == 0 and torch.allclose(out, other)
+    torch.nn.init.normal_(net.conv_stem_mask.weight)
+    with torch.no_grad():
+        assert not torch.allclose(net(x), net(flipped))
 
 
 def test_weights_round_trip_and_refuse_the_wrong_family(tmp_path):

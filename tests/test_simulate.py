@@ -96,3 +96,12 @@ def test_contour_style_moves_the_boundary_both_ways_without_bias():
     perimeter = 2 * (100 + 190)
     assert min(diffs) < 0 < max(diffs)  # grows and shrinks
     assert abs(np.mean(diffs)) / perimeter < 0.5  # on average within half a pixel of the truth
+
+
+def test_threshold_below_one_half_grows_the_masks_above_shrinks_them():
+    mask = np.zeros((300, 300), bool)
+    cv2.circle(mask.view(np.uint8), (150, 150), 100, 1, -1)
+    sizes = {t: coarse_mask(mask, np.random.default_rng(0), threshold=t).sum() for t in (0.3, 0.5, 0.7)}
+    assert sizes[0.3] > sizes[0.5] > sizes[0.7]
+    quarter = {t: coarse_mask(mask, np.random.default_rng(0), style="quarter", threshold=t).sum() for t in (0.3, 0.7)}
+    assert quarter[0.3] > quarter[0.7]

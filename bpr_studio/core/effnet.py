@@ -9,7 +9,10 @@ convolutions pad like TensorFlow's "SAME" (more on the bottom/right), as the wei
 :class:`LiteBPR` is the refinement network: the encoder up to stride 16 (blocks 0-10), the mask
 entering through its own 3x3 stride-2 conv (initialised to zero, so training starts from the intact
 ImageNet features) added to the image stem conv, a U-Net decoder over the stride 16, 8, 4 and 2
-features plus a full-resolution branch over the 4-channel input, and a 1x1 classifier with 2 classes.
+features plus a full-resolution branch over the image, and a 1x1 classifier with 2 classes. The mask
+reaches the network at stride 2 only, as in the paper's HRNet: given the mask at full resolution, a
+first version learned to copy it (0.2% of the pixels changed on the VOC photographs after 1,100
+iterations, against 6% for the HRNet).
 
 Input ``(B, 4, S, S)`` float32 as made by :func:`bpr_studio.core.patches.network_inputs` (RGB with
 the ImageNet mean/std in 0-255 units, mask as -1/+1; S divisible by 16); the Lite weights expect
@@ -156,9 +159,9 @@ class LiteBPR(nn.Module):
         nn.init.zeros_(self.conv_stem_mask.weight)
         self.bn0 = encoder._bn0
         self.blocks = nn.ModuleList(encoder._blocks[:SKIP_BLOCKS[-1] + 1])
-        # (B, 4, S, S) input -> 8 channels at full resolution: where the boundary lies to the pixel (kept
+        # (B, 3, S, S) image -> 8 channels at full resolution: where the boundary lies to the pixel (kept
         # narrow: full-resolution layers cost most of a training step)
-        self.detail = _conv_bn_relu(4, 8)
+        self.detail = _conv_bn_relu(3, 8)
         self.reduce16 = _conv_bn_relu(112, 64, 1)
         self.up8 = _conv_bn_relu(64 + 40, 48)
         self.up4 = _conv_bn_relu(48 + 24, 32)
@@ -176,7 +179,7 @@ class LiteBPR(nn.Module):
                 skips.append(y)
         f2, f4, f8, f16 = skips
         y = self.reduce16(f16)
-        for layer, skip in ((self.up8, f8), (self.up4, f4), (self.up2, f2), (self.up1, self.detail(x))):
+        for layer, skip in ((self.up8, f8), (self.up4, f4), (self.up2, f2), (self.up1, self.detail(image))):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = layer(torch.cat([y, skip], dim=1))
         return self.classifier(y)
