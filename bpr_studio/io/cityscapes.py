@@ -218,9 +218,13 @@ def _read_results_txt(txt: Path, record: ImageRecord, errors: Errors) -> list[In
             if len(parts) != 3:
                 raise DatasetError(f"{where}: expected 'mask.png labelId score', got {line!r}")
             try:
-                label_id, score = int(float(parts[1])), float(parts[2])
+                label_id, score = float(parts[1]), float(parts[2])
             except ValueError:
-                raise DatasetError(f"{where}: labelId and score must be numbers, got {parts[1]!r} {parts[2]!r}") from None
+                label_id = score = float("nan")
+            if not (np.isfinite(score) and np.isfinite(label_id) and label_id.is_integer()):
+                raise DatasetError(f"{where}: labelId must be an integer and score a finite number, "
+                                   f"got {parts[1]!r} {parts[2]!r}")
+            label_id = int(label_id)
             label = ID_TO_LABEL.get(label_id)
             if label is None or not label.has_instances:
                 raise DatasetError(f"{where}: label id {label_id} is not a Cityscapes class with instances "
