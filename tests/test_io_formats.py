@@ -128,7 +128,7 @@ def test_convert_reports_what_it_wrote_left_out_and_lost(voc_dir, tmp_path, caps
     assert out == f"3 images, 14 instances, 7 categories -> {tmp_path / 'a.json'} (1 file)\n"
     assert "3/3" in err and "6/6" not in err and "1/1" not in err
 
-    maps = sum((["--category-map", f"{n}=-"] for n in ("bottle", "chair", "__ignore__")), []) + ["--category-map", "sofa=car"]
+    maps = [arg for pair in ("bottle=-", "chair=-", "__ignore__=-", "sofa=car") for arg in ("--category-map", pair)]
     args = ["convert", "--from", "labelme", src, "--to", "cityscapes", str(tmp_path / "cs")] + maps
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()

@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cityscapes out: map a category (name or id) to a Cityscapes label, or to '-' to leave "
                              "it out; repeat for several")
     parser.add_argument("--overlap", choices=("later", "smaller"), default="later",
-                        help="cityscapes out: which ground-truth instance keeps the pixels where instances overlap "
-                             "(instanceIds holds one per pixel): the later one in the file (default) or the smaller one")
+                        help="cityscapes out: which ground-truth instance keeps the pixels where instances "
+                             "overlap (instanceIds holds one per pixel): the later one in the file (default) or "
+                             "the smaller one")
     parser.add_argument("--split", default="val", help="cityscapes out: split folder for images from elsewhere (val)")
     parser.add_argument("--no-copy-images", action="store_true", help="cityscapes out: do not copy images to leftImg8bit/")
     parser.add_argument("--copy-images", action="store_true", help="labelme out: copy images beside the JSON files")

@@ -260,7 +260,8 @@ def cityscapes_labels(dataset: Dataset, category_map: dict | None = None) -> dic
     if unknown:
         raise DatasetError(
             "category map: " + ", ".join(repr(str(key)) for key in unknown)
-            + (" matches" if len(unknown) == 1 else " match") + " no category name or id of the dataset (its categories: "
+            + (" matches" if len(unknown) == 1 else " match")
+            + " no category name or id of the dataset (its categories: "
             + ", ".join(f"{name} ({cid})" for cid, name in sorted(dataset.categories.items())) + ")")
     mapping, problems = {}, []
     for cid in used:
@@ -353,10 +354,10 @@ def _ground_truth_pngs(record: ImageRecord, gt: list[tuple[int, Instance]], mapp
     for j, inst, label, value, (rows, cols), crop in placed:
         visible = (ids[rows, cols] == value) & crop
         if not visible.any():
-            covered = "later" if overlap == "later" else "smaller"
-            raise DatasetError(f"{record.path}: instance {j} ({label.name}) "
-                               + ("has an empty mask" if inst.area == 0 else f"is completely covered by {covered} instances")
-                               + "; Cityscapes' instanceIds cannot hold it")
+            problem = "has an empty mask" if inst.area == 0 else \
+                f"is completely covered by {'later' if overlap == 'later' else 'smaller'} instances"
+            raise DatasetError(f"{record.path}: instance {j} ({label.name}) {problem}; "
+                               "Cityscapes' instanceIds cannot hold it")
         lost = inst.area - int(visible.sum())
         if lost:
             losses.append(OverlapLoss(record.path, j, label.name, lost, inst.area))

@@ -222,7 +222,8 @@ def read_coco_results(results: str | Path, images: Dataset, errors: Errors = Non
             if record is None:
                 raise DatasetError(f"{where}: no image found for image_id {entry.get('image_id')!r}")
             if not is_number(entry.get("score")):
-                raise DatasetError(f"{where} (image {record.path.name}): 'score' must be a finite number, got {entry.get('score')!r}")
+                raise DatasetError(f"{where} (image {record.path.name}): 'score' must be a finite number, "
+                                   f"got {entry.get('score')!r}")
             if open_categories and is_int(entry.get("category_id")):
                 categories.setdefault(entry["category_id"], str(entry["category_id"]))
             record.instances.append(_instance_from_annotation(entry, f"{where} (image {record.path.name})", record, categories))
