@@ -136,6 +136,57 @@ def test_coco_cityscapes_coco_round_trip_keeps_instances_categories_scores(tmp_p
         assert all((x.mask == y.mask).all() for x, y in zip(a.instances, b.instances))
 
 
+def _ground_truth_round_trip(dataset: Dataset, folder: Path, **options) -> tuple[Dataset, list]:
+    """COCO -> Cityscapes -> COCO of ground truth; returns the dataset read back and the overlaps reported."""
+    write_coco(dataset, folder / "a.json")
+    overlaps = []
+    save_dataset(read_coco(folder / "a.json"), folder / "cs", "cityscapes", overlaps=overlaps, **options)
+    save_dataset(load_dataset(folder / "cs"), folder / "b.json", "coco")
+    return read_coco(folder / "b.json"), overlaps
+
+
+def _by_label(record: ImageRecord) -> list[tuple[int, np.ndarray]]:
+    """(category id, mask) per instance, in the order the Cityscapes reader gives (by label, then number)."""
+    return sorted(((i.category_id, i.mask) for i in record.instances), key=lambda item: item[0])
+
+
+def test_ground_truth_round_trip_is_exact_without_overlaps(tmp_path):
+    source = make_dataset(tmp_path / "src")
+    back, overlaps = _ground_truth_round_trip(source, tmp_path)
+    assert overlaps == []
+    cs_ids = {1: 24, 2: 26}  # person, car
+    for a, b in zip(source.images, back.images):
+        assert [(cs_ids[c], m.sum()) for c, m in _by_label(a)] == [(c, m.sum()) for c, m in _by_label(b)]
+        assert all((x == y).all() for (_, x), (_, y) in zip(_by_label(a), _by_label(b)))
+
+
+@pytest.mark.parametrize("overlap", ["later", "smaller"])
+def test_overlaps_are_reported_and_the_chosen_instance_keeps_them(tmp_path, overlap):
+    source = make_dataset(tmp_path / "src", names=("a_000000_000001",))
+    record = source.images[0]
+    car = record.instances[1].mask  # the 31 x 31 box at (60, 10)
+    small = np.zeros((H, W), bool)
+    small[30:50, 80:95] = True  # a smaller car (20 x 15), drawn after it, 11 x 11 pixels over it
+    record.instances.insert(2, Instance.from_mask(small, 2))
+    shared = int((car & small).sum())
+    assert shared == 121
+    back, overlaps = _ground_truth_round_trip(source, tmp_path, overlap=overlap)
+    assert [(o.image.name, o.instance, o.label, o.lost, o.area) for o in overlaps] == \
+        [("a_000000_000001.png", 1, "car", shared, int(car.sum()))]
+    masks = [m for c, m in _by_label(back.images[0]) if c == 26]
+    # both rules give the shared pixels to the small car here (it is later and smaller)
+    assert any((m == small).all() for m in masks) and any((m == car & ~small).all() for m in masks)
+
+    # the other way round: the small car first, so "later" gives the shared pixels to the big one
+    record.instances.insert(1, record.instances.pop(2))
+    back, overlaps = _ground_truth_round_trip(source, tmp_path / "swapped", overlap=overlap)
+    loser, winner = (small, car) if overlap == "later" else (car, small)
+    assert [(o.instance, o.lost, o.area) for o in overlaps] == \
+        [(1 if overlap == "later" else 2, shared, int(loser.sum()))]
+    masks = [m for c, m in _by_label(back.images[0]) if c == 26]
+    assert any((m == winner).all() for m in masks) and any((m == loser & ~winner).all() for m in masks)
+
+
 def test_unmapped_category_is_an_error_and_a_map_fixes_it(tmp_path):
     dataset = make_dataset(tmp_path / "src")
     dataset.categories = {1: "pedestrian crossing", 2: "car"}
@@ -146,6 +197,10 @@ def test_unmapped_category_is_an_error_and_a_map_fixes_it(tmp_path):
     assert sorted({i.category_id for r in read_cityscapes(tmp_path / "cs").images for i in r.instances}) == [25, 26]
     write_cityscapes(dataset, tmp_path / "cs2", category_map={1: "-"})
     assert {i.category_id for r in read_cityscapes(tmp_path / "cs2").images for i in r.instances} == {26}
+    with pytest.raises(DatasetError, match=r"category map: 'persn' matches no category name or id of the dataset "
+                                           r"\(its categories: pedestrian crossing \(1\), car \(2\)\)"):
+        write_cityscapes(dataset, tmp_path / "cs3", category_map={1: "-", "persn": "-"})
+    assert not (tmp_path / "cs3").exists()
 
 
 def test_hidden_instance_is_an_error(tmp_path):
@@ -169,6 +224,11 @@ def test_bad_results_lines_and_orphans_name_the_file(tmp_path):
     (results / "testcity_000000_000001_pred.txt").write_text("m.png 7 0.5\n")
     with pytest.raises(DatasetError, match="label id 7 is not a Cityscapes class"):
         read_cityscapes_results(results, images)
+    for label, score in [("1e400", "0.5"), ("26.5", "0.5"), ("26", "nan"), ("x", "0.5")]:  # 1e400 crashed (fuzz)
+        (results / "testcity_000000_000001_pred.txt").write_text(f"m.png {label} {score}\n")
+        with pytest.raises(DatasetError, match=f"line 1: labelId must be an integer and score a finite number, "
+                                               f"got '{label}' '{score}'"):
+            read_cityscapes_results(results, images)
     cv2.imwrite(str(results / "m.png"), np.zeros((H + 1, W), np.uint8))
     (results / "testcity_000000_000001_pred.txt").write_text("m.png 26 0.5\n")
     with pytest.raises(DatasetError, match="m.png is 128x65"):

@@ -141,6 +141,9 @@ GOOD = {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 20, 1,
     ({"segmentation": {"size": [H, W], "counts": "0\x7f"}}, r"annotation id 7 .*malformed"),
     ({"image_id": 5}, r"annotation id 7 refers to unknown image id 5"),
     ({"segmentation": [[1, 1, 1e9, 1, 20, 20]]}, r"annotation id 7 .*far outside"),
+    ({"segmentation": [[1, 1, 10 ** 400, 1, 20, 20]]}, r"polygon 0: points must be a list of \[x, y\] numbers"),
+    ({"score": float("nan")}, r"annotation id 7 .*score must be a finite number, got nan"),
+    ({"score": 10 ** 400}, r"annotation id 7 .*score must be a finite number"),
 ])
 def test_bad_annotations_name_file_and_instance(tmp_path, change, message):
     path = _coco_file(tmp_path, [dict(GOOD, **change)])
@@ -200,6 +203,35 @@ def test_results_match_by_image_id_file_name_and_folder_rules(tmp_path):
         read_coco_results(tmp_path / "res2.json", folder)
 
 
+def test_a_deleted_image_is_an_error_naming_it_never_another_photo(tmp_path):
+    # issue 11.1: with positions as ids, the deleted photo's id pointed at the next photo
+    dataset = make_dataset(tmp_path / "img", scores=True)
+    cv2.imwrite(str(tmp_path / "img" / "img2.png"), np.zeros((H, W, 3), np.uint8))
+    dataset.images.append(ImageRecord(path=tmp_path / "img" / "img2.png", width=W, height=H, image_id=12,
+                                      instances=[Instance.from_mask(shapes()[0], 1, score=0.5)]))
+    for k, record in enumerate(dataset.images):  # ids as images_from_folder gives them: positions
+        record.image_id = k
+    write_coco_results(dataset, tmp_path / "res.json")
+    (tmp_path / "img" / "img0.png").unlink()
+    folder = images_from_folder(tmp_path / "img")
+    assert [r.path.name for r in folder.images] == ["img1.png", "img2.png"]
+    with pytest.raises(DatasetError, match=r"res.json: result 0: file_name 'img0.png': no such image among "
+                                           r"the 2 images read \(missing or unreadable\)"):
+        read_coco_results(tmp_path / "res.json", folder)
+    errors = []
+    preds = read_coco_results(tmp_path / "res.json", folder, errors=errors)
+    assert len(errors) == 4 and all("img0.png" in message for _, message in errors)
+    assert [len(r.instances) for r in preds.images] == [4, 1]  # nothing moved onto img1 or img2
+    assert preds.images[0].instances[0].score == dataset.images[1].instances[0].score
+
+    entries = json.loads((tmp_path / "res.json").read_text())
+    entries[4]["file_name"] = ""
+    (tmp_path / "res.json").write_text(json.dumps(entries))
+    errors = []
+    read_coco_results(tmp_path / "res.json", folder, errors=errors)
+    assert errors[4][1].endswith("res.json: result 4: 'file_name' must be a non-empty string, got ''")
+
+
 def test_numeric_file_names_give_coco_ids(tmp_path):
     for name in ("000000000139.jpg", "000000000285.jpg"):
         cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
@@ -212,7 +244,7 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 100) | st.floats(allow_nan=True) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
     max_leaves=12)
-numbers = st.integers(-3, 70) | st.floats(-1e12, 1e12) | st.sampled_from([float("nan"), float("inf")])
+numbers = st.integers(-3, 70) | st.floats(-1e12, 1e12) | st.sampled_from([float("nan"), float("inf"), 10 ** 400])
 polygon = st.lists(numbers, max_size=10)
 rle = st.fixed_dictionaries({"size": st.sampled_from([[H, W], [W, H], [H], "x"]),
                              "counts": st.text(max_size=12) | st.lists(st.integers(-2, 3100), max_size=5)})
@@ -250,6 +282,7 @@ def test_fuzz_coco_reader_raises_only_dataset_error(fuzz_dir, data, cut):
     for record in dataset.images:
         for inst in record.instances:
             assert inst.mask.shape == (record.height, record.width)
+    write_coco(dataset, fuzz_dir / "written.json")  # what was read can be written back
 
 
 @settings(max_examples=100, deadline=None)
@@ -260,6 +293,7 @@ def test_fuzz_coco_results_reader_raises_only_dataset_error(fuzz_dir, entries):
     path = fuzz_dir / "fuzz_results.json"
     path.write_text(json.dumps(copy.deepcopy(entries)))
     try:
-        read_coco_results(path, images)
+        dataset = read_coco_results(path, images)
     except DatasetError:
-        pass
+        return
+    write_coco_results(dataset, fuzz_dir / "written_results.json")

@@ -119,3 +119,67 @@ def test_convert_a_results_file_with_its_images(voc_dir, tmp_path):
                  "--to", "labelme", str(tmp_path / "lm")]) == 0
     shapes = [s for p in (tmp_path / "lm").glob("*.json") for s in json.loads(p.read_text())["shapes"]]
     assert shapes and all(s["score"] == 0.5 for s in shapes)
+
+
+def test_convert_reports_what_it_wrote_left_out_and_lost(voc_dir, tmp_path, capsys):
+    src = str(voc_dir / "data_annotated")  # 3 labelme files with their 3 images, 14 instances
+    assert main(["convert", "--from", "labelme", src, "--to", "coco", str(tmp_path / "a.json")]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"3 images, 14 instances, 7 categories -> {tmp_path / 'a.json'} (1 file)\n"
+    assert "3/3" in err and "6/6" not in err and "1/1" not in err
+
+    maps = [arg for pair in ("bottle=-", "chair=-", "__ignore__=-", "sofa=car") for arg in ("--category-map", pair)]
+    args = ["convert", "--from", "labelme", src, "--to", "cityscapes", str(tmp_path / "cs")] + maps
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"3 images, 10 instances, 3 categories -> {tmp_path / 'cs'} (12 files)"  # sofa -> car
+    assert out[1] == "left out by the category map: 4 instances (__ignore__ 2, bottle 1, chair 1)"
+    assert out[2].startswith("overlaps: 4 instances lost 857 pixels to overlapping instances (Cityscapes holds one "
+                             "instance per pixel; the later instance keeps them; --overlap smaller")
+    assert out[3:] == ["  2011_000006.jpg: instance 0 (person) lost 499 of 15203 pixels",
+                       "  2011_000006.jpg: instance 1 (person) lost 62 of 11735 pixels",
+                       "  2011_000006.jpg: instance 2 (person) lost 45 of 7597 pixels",
+                       "  2011_000025.jpg: instance 0 (bus) lost 251 of 102701 pixels"]
+
+    assert main(args + ["--category-map", "nonexistent=car"]) == 2
+    assert "'nonexistent' matches no category name or id of the dataset (its categories: __ignore__ (1), " \
+        in capsys.readouterr().err
+
+
+def test_convert_checks_the_output_before_reading(voc_dir, tmp_path, capsys):
+    src = str(voc_dir / "data_annotated")
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir" / "annotations.json").mkdir(parents=True)  # where "--to coco dir" would write
+    for target_format, target, message in [
+            ("cityscapes", tmp_path / "file", f"{tmp_path / 'file'}: is a file; expected a folder to write into"),
+            ("coco", tmp_path / "file" / "a.json", f"{tmp_path / 'file' / 'a.json'}: cannot create folder "
+                                                    f"{tmp_path / 'file'}, because {tmp_path / 'file'} is a file"),
+            ("coco", tmp_path / "dir", f"{tmp_path / 'dir' / 'annotations.json'}: is a folder; expected the path "
+                                       "of a file to write")]:
+        assert main(["convert", "--from", "labelme", src, "--to", target_format, str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "reading" not in err and err == f"bpr-studio convert: error: {message}\n"
+
+
+@pytest.mark.parametrize("format", [None, "coco"])  # None: guessed, as the window opens a folder of images
+def test_predictions_of_a_deleted_photo_go_nowhere_else(voc_dir, tmp_path, format):
+    # issue 11.1: the window drew the bus masks of a deleted photo on the sofa photo
+    images = tmp_path / "JPEGImages"
+    shutil.copytree(voc_dir / "data_dataset_coco" / "JPEGImages", images)
+    gt = load_dataset(voc_dir / "data_dataset_coco" / "annotations.json")
+    folder = load_dataset(images, format="coco")
+    truth = {r.path.name: r.instances for r in gt.images}
+    for record in folder.images:
+        record.instances = truth[record.path.name]
+        for inst in record.instances:
+            inst.score = 0.9
+    folder.categories = gt.categories
+    save_dataset(folder, tmp_path / "coarse.json", "coco", results=True)
+    (images / "2011_000003.jpg").unlink()
+    errors = []
+    loaded = load_dataset(images, format=format, predictions=tmp_path / "coarse.json", errors=errors)
+    assert len(errors) == len(truth["2011_000003.jpg"]) == 3
+    assert all("file_name '2011_000003.jpg': no such image" in message for _, message in errors)
+    expected = {name: [(i.category_id, i.area) for i in instances] for name, instances in truth.items()
+                if name != "2011_000003.jpg"}
+    assert {r.path.name: [(i.category_id, i.area) for i in r.instances] for r in loaded.images} == expected

@@ -7,7 +7,7 @@ import torch
 from bpr_studio.core import refiner as refiner_module
 from bpr_studio.core.config import RefinerConfig
 from bpr_studio.core.model import build_model, save_weights
-from bpr_studio.core.refiner import RefineCancelled, Refiner, pick_device
+from bpr_studio.core.refiner import DeviceError, RefineCancelled, Refiner, pick_device
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,10 @@ def test_pick_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device("auto").type == "cuda"
     assert pick_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert pick_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(DeviceError, match=r"^cuda:2 is not available on this machine \(found: CUDA x2, MPS, CPU\)$"):
+        pick_device("cuda:2")
 
 
 def test_device_name(weights):

@@ -133,10 +133,12 @@ def format_table(table: list[dict]) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..io.atomic import atomic_write_json
+    from ..io.atomic import atomic_write_json, check_output_path
     from ..io.coco import read_coco, read_coco_results
     from .oracle import oracle_dataset
 
+    if args.json:
+        check_output_path(args.json)
     ground_truth = read_coco(args.annotations, args.images)
     rows = [(Path(p).name, read_coco_results(p, ground_truth)) for p in args.predictions]
     first_name, first = rows[0]

@@ -40,12 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.config import RefinerConfig
+    from ..io.atomic import check_output_path
     from ..io.coco import read_coco, read_coco_results
-    from ..io.report import write_quality_csv, write_scatter_png
     from ..io.errors import DatasetError
+    from ..io.report import write_quality_csv, write_scatter_png
 
     if args.worst < 0 or args.max_patches < 1:
         raise DatasetError(f"--worst must be >= 0 and --max-patches >= 1, got {args.worst} and {args.max_patches}")
+    check_output_path(args.out, folder=True)
     config = RefinerConfig(patch_size=args.patch_size, nms_thr=args.nms_thr, min_size=args.min_size)
     truth = read_coco(args.annotations, args.images)
     predictions = read_coco_results(args.predictions, truth)

@@ -104,7 +104,11 @@ def dataset_patches(ground_truth, predictions, patch_size: int = 64, nms_thr: fl
 def run(args: argparse.Namespace) -> int:
     from ..core.model import MODELS
     from ..core.train import PatchSet, TrainConfig, train
+    from ..io.atomic import check_output_path
 
+    for path in (args.out, f"{args.out}.ckpt", args.save_patches, args.log):
+        if path:
+            check_output_path(path)
     log_file = Path(args.log) if args.log else None
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -301,8 +301,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise WeightsError(f"{path}: weights file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean an unreadable file
-        raise WeightsError(f"{path}: cannot read weights file ({type(exc).__name__}: {exc})") from exc
+    except Exception:  # pickle, zip and torch errors all mean an unreadable file; PyTorch's own
+        # message is not passed on: it advises weights_only=False, which would run code from the file
+        raise WeightsError(f"{path}: not a BPR Studio weights file (PyTorch cannot read it as plain tensors; "
+                           "is it truncated, or another kind of file?)") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path}: not a BPR Studio weights file (expected a dict with "
                            f"format={WEIGHTS_FORMAT!r})")

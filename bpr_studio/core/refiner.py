@@ -51,16 +51,50 @@ def trained_input_size(meta: dict | None) -> int:
     return int(size) if isinstance(size, int) and size >= 8 else DEFAULT_INPUT_SIZE
 
 
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA if available, else Apple MPS, else CPU; anything else is passed to torch."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+class DeviceError(ValueError):
+    """The device asked for does not exist on this machine; the message says which ones do."""
+
+
+def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return mps is not None and mps.is_available()
+
+
+def available_devices() -> list[str]:
+    """The devices of this machine as users name them, fastest first: 'CUDA' (or 'CUDA x2'), 'MPS', 'CPU'."""
+    found = []
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        found.append("CUDA" if n == 1 else f"CUDA x{n}")
+    if _mps_available():
+        found.append("MPS")
+    return found + ["CPU"]
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA if available, else Apple MPS, else CPU; 'cpu', 'cuda', 'cuda:N', 'mps' as asked.
+
+    Raises DeviceError with one line for the user, e.g. "CUDA is not available on this machine
+    (found: CPU)", when the device asked for is not there or is not a device name.
+    """
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    try:
+        chosen = torch.device(device.lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {str(device)!r}; expected auto, cpu, cuda, cuda:N or mps") from None
+    found = ", ".join(available_devices())
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"CUDA is not available on this machine (found: {found})")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise DeviceError(f"{chosen} is not available on this machine (found: {found})")
+    if chosen.type == "mps" and not _mps_available():
+        raise DeviceError(f"MPS is not available on this machine (found: {found})")
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {str(device)!r} is not supported; expected auto, cpu, cuda, cuda:N or mps")
+    return chosen
 
 
 def patch_boxes(mask: np.ndarray, config: RefinerConfig) -> np.ndarray:

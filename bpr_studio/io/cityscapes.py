@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -217,9 +218,13 @@ def _read_results_txt(txt: Path, record: ImageRecord, errors: Errors) -> list[In
             if len(parts) != 3:
                 raise DatasetError(f"{where}: expected 'mask.png labelId score', got {line!r}")
             try:
-                label_id, score = int(float(parts[1])), float(parts[2])
+                label_id, score = float(parts[1]), float(parts[2])
             except ValueError:
-                raise DatasetError(f"{where}: labelId and score must be numbers, got {parts[1]!r} {parts[2]!r}") from None
+                label_id = score = float("nan")
+            if not (np.isfinite(score) and np.isfinite(label_id) and label_id.is_integer()):
+                raise DatasetError(f"{where}: labelId must be an integer and score a finite number, "
+                                   f"got {parts[1]!r} {parts[2]!r}")
+            label_id = int(label_id)
             label = ID_TO_LABEL.get(label_id)
             if label is None or not label.has_instances:
                 raise DatasetError(f"{where}: label id {label_id} is not a Cityscapes class with instances "
@@ -245,10 +250,19 @@ def cityscapes_labels(dataset: Dataset, category_map: dict | None = None) -> dic
     category_map: {category id or name: Cityscapes label name, or None / "-" to leave out on
     purpose}. Without an entry a category whose name is a Cityscapes class with instances (or an
     ``ALIASES`` name) maps to it. Raises DatasetError listing every used category that maps to no
-    class with instances.
+    class with instances, or every key of ``category_map`` that names no category of the dataset
+    (a typo would otherwise be ignored without a word).
     """
     category_map = dict(category_map or {})
     used = sorted({inst.category_id for r in dataset.images for inst in r.instances})
+    known = {key for cid in [*dataset.categories, *used] for key in (cid, str(cid))} | set(dataset.categories.values())
+    unknown = [key for key in category_map if key not in known]
+    if unknown:
+        raise DatasetError(
+            "category map: " + ", ".join(repr(str(key)) for key in unknown)
+            + (" matches" if len(unknown) == 1 else " match")
+            + " no category name or id of the dataset (its categories: "
+            + ", ".join(f"{name} ({cid})" for cid, name in sorted(dataset.categories.items())) + ")")
     mapping, problems = {}, []
     for cid in used:
         name = dataset.categories.get(cid, str(cid))
@@ -285,13 +299,40 @@ def _place(record: ImageRecord, split: str, city: str) -> tuple[str, str, str]:
     return split, city, base
 
 
-def _ground_truth_pngs(record: ImageRecord, gt: list[tuple[int, Instance]], mapping: dict,
-                       polygons: bool = True) -> tuple[np.ndarray, np.ndarray, list]:
-    """Composite ground truth in order (later on top), working inside each instance's box.
+OVERLAP_RULES = ("later", "smaller")
+"""Who keeps a pixel that several ground-truth instances cover: the later one in the dataset's
+order (Cityscapes' own drawing order), or the smaller one (an object in front of a larger one)."""
 
-    Returns instanceIds (H, W) uint16, labelIds (H, W) uint8 and the polygons file's objects
-    (an empty list when ``polygons`` is False, for a check without the polygon tracing).
+
+@dataclass(frozen=True)
+class OverlapLoss:
+    """A ground-truth instance that lost pixels to other instances in an instanceIds image.
+
+    image: the image's path; instance: its index in the image's instances; label: the
+    Cityscapes label name; lost: pixels given to other instances; area: its mask's pixels.
     """
+
+    image: Path
+    instance: int
+    label: str
+    lost: int
+    area: int
+
+
+def _ground_truth_pngs(record: ImageRecord, gt: list[tuple[int, Instance]], mapping: dict, polygons: bool = True,
+                       overlap: str = "later") -> tuple[np.ndarray, np.ndarray, list, list[OverlapLoss]]:
+    """Composite ground truth, each instance over the ones before it, working inside each instance's box.
+
+    overlap: one of OVERLAP_RULES; "smaller" draws the instances from the largest to the smallest
+    (ties in the dataset's order), and instance numbers in instanceIds follow the drawing order.
+    Returns instanceIds (H, W) uint16, labelIds (H, W) uint8, the polygons file's objects (an
+    empty list when ``polygons`` is False, for a check without the polygon tracing) and the
+    instances that lost pixels to others.
+    """
+    if overlap not in OVERLAP_RULES:
+        raise DatasetError(f"overlap must be one of {', '.join(OVERLAP_RULES)}, got {overlap!r}")
+    if overlap == "smaller":
+        gt = sorted(gt, key=lambda item: -item[1].area)
     ids = np.zeros((record.height, record.width), np.uint16)
     placed = []
     counts: dict[int, int] = {}
@@ -309,19 +350,23 @@ def _ground_truth_pngs(record: ImageRecord, gt: list[tuple[int, Instance]], mapp
         crop = inst.mask[box]
         ids[box][crop] = value
         placed.append((j, inst, label, value, box, crop))
-    objects = []
+    objects, losses = [], []
     for j, inst, label, value, (rows, cols), crop in placed:
         visible = (ids[rows, cols] == value) & crop
         if not visible.any():
-            raise DatasetError(f"{record.path}: instance {j} ({label.name}) "
-                               + ("has an empty mask" if inst.area == 0 else "is completely covered by later instances")
-                               + "; Cityscapes' instanceIds cannot hold it")
+            problem = "has an empty mask" if inst.area == 0 else \
+                f"is completely covered by {'later' if overlap == 'later' else 'smaller'} instances"
+            raise DatasetError(f"{record.path}: instance {j} ({label.name}) {problem}; "
+                               "Cityscapes' instanceIds cannot hold it")
+        lost = inst.area - int(visible.sum())
+        if lost:
+            losses.append(OverlapLoss(record.path, j, label.name, lost, inst.area))
         if polygons:
             polygon = mask_to_pixel_polygons(visible, join_parts=True)[0] + (cols.start, rows.start)
             objects.append({"label": label.name + ("group" if inst.iscrowd else ""),
                             "polygon": [[int(px), int(py)] for px, py in polygon]})
     label_ids = np.where(ids >= 1000, ids // 1000, ids).astype(np.uint8)
-    return ids, label_ids, objects
+    return ids, label_ids, objects, sorted(losses, key=lambda loss: loss.instance)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -330,15 +375,19 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def write_cityscapes(dataset: Dataset, out: str | Path, category_map: dict | None = None, split: str = "val",
-                     city: str = "default", copy_images: bool = True, progress=None) -> list[Path]:
+                     city: str = "default", copy_images: bool = True, overlap: str = "later",
+                     overlaps: list[OverlapLoss] | None = None, progress=None) -> list[Path]:
     """Write ``dataset`` in the Cityscapes layout under ``out`` (see the module docstring). Returns the files.
 
     Instances without a score are ground truth (gtFine polygons, instanceIds, labelIds; written
     for every image when any instance is ground truth or none is a prediction); instances with a
-    score are results (txt + mask PNGs). Overlapping ground truth: the later instance owns the
-    shared pixels (Cityscapes' drawing order); an instance left with no pixel is a DatasetError.
-    category_map: see ``cityscapes_labels``. split, city: folders for images that do not already
-    lie in ``leftImg8bit/SPLIT/CITY/``. copy_images: copy the images to ``leftImg8bit/``.
+    score are results (txt + mask PNGs). Overlapping ground truth: instanceIds holds one instance
+    per pixel, so the shared pixels go to one instance, as ``overlap`` says ("later": the later
+    instance in the dataset's order, Cityscapes' drawing order; "smaller": the smaller one); an
+    instance left with no pixel is a DatasetError. overlaps: a list that gets an OverlapLoss for
+    every instance that lost pixels (the caller reports them). category_map: see
+    ``cityscapes_labels``. split, city: folders for images that do not already lie in
+    ``leftImg8bit/SPLIT/CITY/``. copy_images: copy the images to ``leftImg8bit/``.
     Everything is checked before the first file is written; every file is written atomically.
     """
     out = Path(out)
@@ -363,10 +412,13 @@ def write_cityscapes(dataset: Dataset, out: str | Path, category_map: dict | Non
                                    f"the image is {record.width}x{record.height}")
         return gt, preds
 
+    losses = []
     for record in dataset.images:  # check everything before writing anything
         gt, _ = image_plan(record)
         if write_gt:
-            _ground_truth_pngs(record, gt, mapping, polygons=False)
+            losses += _ground_truth_pngs(record, gt, mapping, polygons=False, overlap=overlap)[3]
+    if overlaps is not None:
+        overlaps.extend(losses)
 
     written = []
     for k, (record, (sp, ct, base)) in enumerate(zip(dataset.images, places)):
@@ -376,7 +428,7 @@ def write_cityscapes(dataset: Dataset, out: str | Path, category_map: dict | Non
             if record.path.absolute() != target.absolute():
                 written.append(atomic_copy(record.path, target))
         if write_gt:
-            ids, label_ids, objects = _ground_truth_pngs(record, gt, mapping)
+            ids, label_ids, objects, _ = _ground_truth_pngs(record, gt, mapping, overlap=overlap)
             gt_dir = out / "gtFine" / sp / ct
             written.append(atomic_write_bytes(gt_dir / f"{base}_gtFine_instanceIds.png", _png(ids)))
             written.append(atomic_write_bytes(gt_dir / f"{base}_gtFine_labelIds.png", _png(label_ids)))

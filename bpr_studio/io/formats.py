@@ -106,7 +106,7 @@ def save_dataset(dataset: Dataset, out: str | Path, format: str, progress=None, 
     options ``polygons=False``, ``results=False`` (True: a results list for evaluation instead of
     an annotations file; an annotations file keeps scores too, in a ``score`` key). labelme: ``out`` is a folder; option ``copy_images=False``.
     cityscapes: ``out`` is the root folder; options ``category_map``, ``split``, ``copy_images``
-    (see ``bpr_studio.io.cityscapes.write_cityscapes``).
+    ``overlap``, ``overlaps`` (see ``bpr_studio.io.cityscapes.write_cityscapes``).
     """
     out = Path(out)
     if format == "coco":
@@ -117,7 +117,7 @@ def save_dataset(dataset: Dataset, out: str | Path, format: str, progress=None, 
         else:
             written = [write_coco(dataset, target, **options)]
         if progress:
-            progress(1, 1)
+            progress(len(dataset.images), len(dataset.images))
         return written
     if format == "labelme":
         from .labelme import write_labelme

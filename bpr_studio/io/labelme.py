@@ -129,7 +129,7 @@ def _read_labelme_file(json_path: Path, errors: Errors) -> tuple[ImageRecord, li
                 raise DatasetError(f"{where}: group_id must be an integer or null, got {group_id!r}")
             score = shape.get("score")
             if score is not None and not is_number(score):
-                raise DatasetError(f"{where}: score must be a number, got {score!r}")
+                raise DatasetError(f"{where}: score must be a finite number, got {score!r}")
             mask = _shape_mask(shape, where, width, height)
             key = (label, ("group", group_id) if group_id is not None else ("shape", k))
             if key in groups:
@@ -160,7 +160,7 @@ def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Data
     the first DatasetError; a list collects ``(path, message)`` per bad file or shape and leaves it
     out (a bad file's image too, when it lies beside it with the same stem, so that saving the
     dataset cannot replace that file by an empty one). progress: called as progress(done, total)
-    after each file.
+    after each image (a JSON file, or an image without a JSON beside it).
     """
     root = Path(path)
     if root.is_file():
@@ -173,7 +173,8 @@ def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Data
 
     records: dict[Path, ImageRecord] = {}
     labelled: list[tuple[ImageRecord, list[tuple[str, Instance]]]] = []
-    total = len(json_files) + len(image_files)
+    beside = {p.with_suffix("") for p in json_files}  # an image beside its JSON counts with the JSON
+    total = len(json_files) + sum(p.with_suffix("") not in beside for p in image_files)
     done = 0
     failed = set()  # JSON files left out: their images are left out too, so a save cannot blank them
     for json_path in json_files:
@@ -194,9 +195,10 @@ def read_labelme(path: str | Path, errors: Errors = None, progress=None) -> Data
             with collected(errors, image):
                 width, height = image_size(image)
                 records[image.resolve()] = ImageRecord(path=image, width=width, height=height)
-        done += 1
-        if progress:
-            progress(done, total)
+        if image.with_suffix("") not in beside:
+            done += 1
+            if progress:
+                progress(done, total)
 
     names = sorted({label for _, instances in labelled for label, _ in instances})
     categories = {k + 1: name for k, name in enumerate(names)}
