@@ -88,7 +88,8 @@ def test_outputs_are_checked_before_any_input_is_read(tmp_path, capsys):
         (["train", "--annotations", missing, "--predictions", missing, "--out", str(tmp_path)],
          f"{tmp_path}: is a folder; expected the path of a file to write"),
         (["train", "--annotations", missing, "--predictions", missing, "--out", str(tmp_path / "file" / "w.pt")],
-         f"{tmp_path / 'file' / 'w.pt'}: cannot create folder {tmp_path / 'file'}, because {tmp_path / 'file'} is a file"),
+         f"{tmp_path / 'file' / 'w.pt'}: cannot create folder {tmp_path / 'file'}, "
+         f"because {tmp_path / 'file'} is a file"),
         (["train", "--annotations", missing, "--predictions", missing, "--out", str(tmp_path / "w.pt"),
           "--save-patches", str(tmp_path)], f"{tmp_path}: is a folder; expected the path of a file to write"),
     ]

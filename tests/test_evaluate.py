@@ -89,3 +89,49 @@ def test_eval_cli_prints_a_table_with_the_oracle(voc_dir, tmp_path):
     assert [r["name"] for r in rows] == ["coarse.json", "oracle.json", "oracle 2px of coarse.json"]
     assert rows[1]["af"] == pytest.approx(rows[2]["af"]) and rows[1]["af"] > rows[0]["af"]
     assert rows[2]["worse"] == 0.0 and rows[2]["miou"] > rows[0]["miou"]
+
+
+def test_signed_area_error_and_far_boundary_pixels():
+    from bpr_studio.core.metrics import far_boundary_pixels
+
+    gt = np.zeros((100, 120), bool)
+    gt[20:80, 20:80] = True
+    grown = gt.copy()
+    grown[20:80, 80:95] = True  # a 15-px leak on one side
+    n_far, n = far_boundary_pixels(grown, gt)
+    assert n > 0 and 0 < n_far < n
+    assert far_boundary_pixels(gt, gt) == (0, int(np.count_nonzero(gt)) - 58 * 58)
+    gts = [[Instance.from_mask(gt, 1)]]
+    s = evaluate([(100, 120)], gts, [[Instance.from_mask(grown, 1, score=0.9)]])
+    assert s.area_error == pytest.approx(15 / 60) and s.far == pytest.approx(n_far / n)
+    shrunk = np.zeros_like(gt)
+    shrunk[20:80, 20:50] = True
+    assert evaluate([(100, 120)], gts, [[Instance.from_mask(shrunk, 1, score=0.9)]]).area_error == pytest.approx(-0.5)
+
+
+def test_grabcut_baseline_recovers_an_object_with_a_clear_edge():
+    from bpr_studio.core.grabcut import grabcut_mask
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
+    gt = disk((80, 60), 35, (120, 160))
+    image[gt] = rng.integers(180, 255, (int(gt.sum()), 3), dtype=np.uint8)
+    coarse = np.roll(gt, 3, axis=1)
+    out = grabcut_mask(image, coarse, band=3)
+    from bpr_studio.core.metrics import mask_iou
+
+    assert mask_iou(out, gt) > mask_iou(coarse, gt) and mask_iou(out, gt) > 0.97
+    assert not grabcut_mask(image, np.zeros_like(gt)).any()
+
+
+def test_eval_cli_grabcut_row_and_leak_columns(voc_dir, tmp_path):
+    ann = voc_dir / "data_dataset_coco" / "annotations.json"
+    coarse = tmp_path / "coarse.json"
+    assert main(["simulate", "--annotations", str(ann), "--out", str(coarse)]) == 0
+    table = tmp_path / "table.json"
+    assert main(["eval", "--annotations", str(ann), "--predictions", str(coarse), "--baseline", "grabcut",
+                 "--json", str(table)]) == 0
+    rows = json.loads(table.read_text())
+    assert [r["name"] for r in rows] == ["coarse.json", "coarse.json + grabcut (band 3px)"]
+    assert all(-100 < r["area_error"] < 100 and 0 <= r["far"] <= 100 for r in rows)
+    assert rows[1]["af"] != rows[0]["af"]

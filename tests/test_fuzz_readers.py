@@ -116,7 +116,8 @@ line = st.lists(st.sampled_from(["masks/m.png", "masks/bad.png", "masks/none.png
 
 
 @FUZZ
-@given(lines=st.lists(line, max_size=4), raw=st.none() | st.binary(max_size=40), mask=mutated(_png(np.ones((H, W), np.uint8))))
+@given(lines=st.lists(line, max_size=4), raw=st.none() | st.binary(max_size=40),
+       mask=mutated(_png(np.ones((H, W), np.uint8))))
 def test_fuzz_cityscapes_results(tmp_path_factory, lines, raw, mask):
     folder = tmp_path_factory.mktemp("res")
     (folder / "masks").mkdir()

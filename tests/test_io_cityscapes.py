@@ -224,6 +224,11 @@ def test_bad_results_lines_and_orphans_name_the_file(tmp_path):
     (results / "testcity_000000_000001_pred.txt").write_text("m.png 7 0.5\n")
     with pytest.raises(DatasetError, match="label id 7 is not a Cityscapes class"):
         read_cityscapes_results(results, images)
+    for label, score in [("1e400", "0.5"), ("26.5", "0.5"), ("26", "nan"), ("x", "0.5")]:  # 1e400 crashed (fuzz)
+        (results / "testcity_000000_000001_pred.txt").write_text(f"m.png {label} {score}\n")
+        with pytest.raises(DatasetError, match=f"line 1: labelId must be an integer and score a finite number, "
+                                               f"got '{label}' '{score}'"):
+            read_cityscapes_results(results, images)
     cv2.imwrite(str(results / "m.png"), np.zeros((H + 1, W), np.uint8))
     (results / "testcity_000000_000001_pred.txt").write_text("m.png 26 0.5\n")
     with pytest.raises(DatasetError, match="m.png is 128x65"):

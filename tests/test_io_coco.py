@@ -141,6 +141,9 @@ GOOD = {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 20, 1,
     ({"segmentation": {"size": [H, W], "counts": "0\x7f"}}, r"annotation id 7 .*malformed"),
     ({"image_id": 5}, r"annotation id 7 refers to unknown image id 5"),
     ({"segmentation": [[1, 1, 1e9, 1, 20, 20]]}, r"annotation id 7 .*far outside"),
+    ({"segmentation": [[1, 1, 10 ** 400, 1, 20, 20]]}, r"polygon 0: points must be a list of \[x, y\] numbers"),
+    ({"score": float("nan")}, r"annotation id 7 .*score must be a finite number, got nan"),
+    ({"score": 10 ** 400}, r"annotation id 7 .*score must be a finite number"),
 ])
 def test_bad_annotations_name_file_and_instance(tmp_path, change, message):
     path = _coco_file(tmp_path, [dict(GOOD, **change)])
@@ -241,7 +244,7 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 100) | st.floats(allow_nan=True) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
     max_leaves=12)
-numbers = st.integers(-3, 70) | st.floats(-1e12, 1e12) | st.sampled_from([float("nan"), float("inf")])
+numbers = st.integers(-3, 70) | st.floats(-1e12, 1e12) | st.sampled_from([float("nan"), float("inf"), 10 ** 400])
 polygon = st.lists(numbers, max_size=10)
 rle = st.fixed_dictionaries({"size": st.sampled_from([[H, W], [W, H], [H], "x"]),
                              "counts": st.text(max_size=12) | st.lists(st.integers(-2, 3100), max_size=5)})
@@ -279,6 +282,7 @@ def test_fuzz_coco_reader_raises_only_dataset_error(fuzz_dir, data, cut):
     for record in dataset.images:
         for inst in record.instances:
             assert inst.mask.shape == (record.height, record.width)
+    write_coco(dataset, fuzz_dir / "written.json")  # what was read can be written back
 
 
 @settings(max_examples=100, deadline=None)
@@ -289,6 +293,7 @@ def test_fuzz_coco_results_reader_raises_only_dataset_error(fuzz_dir, entries):
     path = fuzz_dir / "fuzz_results.json"
     path.write_text(json.dumps(copy.deepcopy(entries)))
     try:
-        read_coco_results(path, images)
+        dataset = read_coco_results(path, images)
     except DatasetError:
-        pass
+        return
+    write_coco_results(dataset, fuzz_dir / "written_results.json")

@@ -102,6 +102,8 @@ POLY = {"label": "a", "points": [[1, 1], [10, 1], [10, 10]], "group_id": None, "
     (dict(POLY, shape_type="mask", points=[[0, 0], [3, 3]], mask="!!"), r"shape 0 .*not a readable PNG|not valid base64"),
     (dict(POLY, shape_type="blob"), r"shape 0 .*unknown shape_type 'blob'"),
     (dict(POLY, group_id="g"), r"shape 0 .*group_id must be an integer"),
+    (dict(POLY, score=float("nan")), r"shape 0 .*score must be a finite number, got nan"),
+    (dict(POLY, points=[[1, 1], [10 ** 400, 1], [10, 10]]), r"shape 0 .*points must be a list of \[x, y\] numbers"),
 ])
 def test_bad_shapes_name_file_and_shape(tmp_path, shape, message):
     with pytest.raises(DatasetError, match=message):
@@ -152,7 +154,7 @@ def test_failed_export_leaves_previous_files(tmp_path):
 
 # ---- fuzz -----------------------------------------------------------------------------------------
 
-numbers = st.integers(-5, 70) | st.floats(-1e9, 1e9) | st.sampled_from([float("nan"), float("-inf")])
+numbers = st.integers(-5, 70) | st.floats(-1e9, 1e9) | st.sampled_from([float("nan"), float("-inf"), 10 ** 400])
 json_values = st.recursive(st.none() | st.booleans() | numbers | st.text(max_size=4),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
                            max_leaves=10)
@@ -190,3 +192,7 @@ def test_fuzz_labelme_reader_raises_only_dataset_error(fuzz_dir, data, cut):
     for record in dataset.images:
         for inst in record.instances:
             assert inst.mask.shape == (record.height, record.width)
+    try:  # what was read can be written back, or the writer says why not (an empty mask)
+        write_labelme(dataset, fuzz_dir / "written")
+    except DatasetError:
+        pass

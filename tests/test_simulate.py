@@ -80,3 +80,28 @@ def test_cli_writes_same_results_for_a_seed(voc_dir, tmp_path):
     a, b, c = (json.loads(p.read_text()) for p in paths)
     assert a == b and a != c
     assert len(a) == 12 and all(0 < r["score"] < 1 for r in a)
+
+
+def test_contour_style_moves_the_boundary_both_ways_without_bias():
+    from bpr_studio.core.simulate import coarse_mask
+
+    mask = np.zeros((200, 300), bool)
+    mask[50:150, 60:250] = True
+    diffs = []
+    for seed in range(60):
+        coarse = coarse_mask(mask, np.random.default_rng(seed), style="contour")
+        assert np.array_equal(coarse, coarse_mask(mask, np.random.default_rng(seed), style="contour"))
+        assert (coarse & ~mask).any() or (mask & ~coarse).any()
+        diffs.append(int(coarse.sum()) - int(mask.sum()))
+    perimeter = 2 * (100 + 190)
+    assert min(diffs) < 0 < max(diffs)  # grows and shrinks
+    assert abs(np.mean(diffs)) / perimeter < 0.5  # on average within half a pixel of the truth
+
+
+def test_threshold_below_one_half_grows_the_masks_above_shrinks_them():
+    mask = np.zeros((300, 300), bool)
+    cv2.circle(mask.view(np.uint8), (150, 150), 100, 1, -1)
+    sizes = {t: coarse_mask(mask, np.random.default_rng(0), threshold=t).sum() for t in (0.3, 0.5, 0.7)}
+    assert sizes[0.3] > sizes[0.5] > sizes[0.7]
+    quarter = {t: coarse_mask(mask, np.random.default_rng(0), style="quarter", threshold=t).sum() for t in (0.3, 0.7)}
+    assert quarter[0.3] > quarter[0.7]

@@ -115,3 +115,28 @@ def test_cli_trains_from_a_coco_dataset(tmp_path):
     log = (tmp_path / "train.log").read_text()
     assert f"{data / 'annotations.json'} + {data / 'predictions.json'}: " in log and "finished at iter 2" in log
     assert len(PatchSet.load(tmp_path / "p.npz")) > 0
+
+
+def test_ignore_band_leaves_out_pixels_near_the_true_boundary(tmp_path):
+    from bpr_studio.core.train import loss_weights
+
+    target = np.zeros((2, 16, 16), bool)
+    target[:, :, :8] = True
+    w = loss_weights(target, np.array([0, 2], np.uint8))
+    assert w[0].min() == 1.0  # exact patch: every pixel counts
+    assert (w[1][:, 6:10] == 0).all() and (w[1][:, :6] == 1).all() and (w[1][:, 10:] == 1).all()
+    ps = PatchSet(np.zeros((2, 16, 16, 3), np.uint8), target, target).with_band(2)
+    back = PatchSet.load(ps.save(tmp_path / "band.npz"))
+    assert back.band.tolist() == [2, 2]
+    assert PatchSet.concatenate([back, PatchSet(back.images, back.coarse, back.target)]).band.tolist() == [2, 2, 0, 0]
+
+
+def test_image_patches_skip_instances_below_the_minimum_size():
+    image = np.zeros((200, 200, 3), np.uint8)
+    gt = np.zeros((2, 200, 200), bool)
+    gt[0, 10:150, 10:150] = True
+    gt[1, 170:190, 170:190] = True
+    ps = image_patches(image, gt, [1, 1], gt.copy(), [1, 1], patch_size=32, min_size=96)
+    assert len(ps) > 0
+    small_only = image_patches(image, gt[1:], [1], gt[1:].copy(), [1], patch_size=32, min_size=96)
+    assert len(small_only) == 0

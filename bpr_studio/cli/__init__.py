@@ -18,6 +18,7 @@ COMMANDS = {
     "convert": "convert a dataset between COCO, Cityscapes and labelme",
     "simulate": "make Mask R-CNN-like coarse predictions from ground truth",
     "synth": "write a synthetic training dataset with exact masks",
+    "split": "split a COCO annotation file by image into training and validation files",
     "train": "train a BPR refinement network",
     "eval": "score predictions against ground truth (AP, AF, mean IoU)",
     "oracle": "replace predicted pixels near the boundary by ground truth (upper bound)",

@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cityscapes out: map a category (name or id) to a Cityscapes label, or to '-' to leave "
                              "it out; repeat for several")
     parser.add_argument("--overlap", choices=("later", "smaller"), default="later",
-                        help="cityscapes out: which ground-truth instance keeps the pixels where instances overlap "
-                             "(instanceIds holds one per pixel): the later one in the file (default) or the smaller one")
+                        help="cityscapes out: which ground-truth instance keeps the pixels where instances "
+                             "overlap (instanceIds holds one per pixel): the later one in the file (default) or "
+                             "the smaller one")
     parser.add_argument("--split", default="val", help="cityscapes out: split folder for images from elsewhere (val)")
     parser.add_argument("--no-copy-images", action="store_true", help="cityscapes out: do not copy images to leftImg8bit/")
     parser.add_argument("--copy-images", action="store_true", help="labelme out: copy images beside the JSON files")
@@ -92,13 +93,16 @@ def run(args: argparse.Namespace) -> int:
 
     options: dict = {}
     kept = {cid: True for cid in dataset.categories}  # category id -> written
+    categories = set(dataset.categories.values())  # the category names written
     overlaps: list = []
     if args.target_format == "coco":
         options = {"polygons": args.polygons, "results": args.results}
     elif args.target_format == "cityscapes":
         from ..io.cityscapes import cityscapes_labels
 
-        kept = {cid: label is not None for cid, label in cityscapes_labels(dataset, category_map).items()}
+        labels = cityscapes_labels(dataset, category_map)
+        kept = {cid: label is not None for cid, label in labels.items()}
+        categories = {label.name for label in labels.values() if label is not None}
         options = {"category_map": category_map, "split": args.split, "copy_images": not args.no_copy_images,
                    "overlap": args.overlap, "overlaps": overlaps}
     elif args.target_format == "labelme":
@@ -112,7 +116,6 @@ def run(args: argparse.Namespace) -> int:
 
     instances = [inst for r in dataset.images for inst in r.instances]
     out = [inst for inst in instances if kept.get(inst.category_id, True)]
-    categories = {inst.category_id for inst in out} if args.target_format == "cityscapes" else dataset.categories
     print(f"{_plural(len(dataset.images), 'image')}, {_plural(len(out), 'instance')}, "
           f"{len(categories)} categor{'y' if len(categories) == 1 else 'ies'} -> {target} "
           f"({_plural(len(written), 'file')})")

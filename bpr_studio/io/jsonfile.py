@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,5 +38,11 @@ def is_int(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    """True for a JSON number (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """True for a finite JSON number (not a bool, NaN or infinity, which Python's json reads but
+    cannot write back)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False

@@ -136,7 +136,7 @@ def _read_labelme_file(json_path: Path, errors: Errors,
                 raise DatasetError(f"{where}: group_id must be an integer or null, got {group_id!r}")
             score = shape.get("score")
             if score is not None and not is_number(score):
-                raise DatasetError(f"{where}: score must be a number, got {score!r}")
+                raise DatasetError(f"{where}: score must be a finite number, got {score!r}")
             mask = _shape_mask(shape, where, width, height)
             key = (label, ("group", group_id) if group_id is not None else ("shape", k))
             if key in groups:

@@ -122,7 +122,7 @@ def check_points(points, where: str, width: int, height: int, min_points: int = 
     """
     try:
         array = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         raise DatasetError(f"{where}: points must be a list of [x, y] numbers") from None
     if array.ndim != 2 or array.shape[1] != 2:
         raise DatasetError(f"{where}: points must be a list of [x, y] pairs")
@@ -149,7 +149,8 @@ def coco_polygons_to_rle(polygons, where: str, width: int, height: int) -> dict:
     for k, poly in enumerate(polygons):
         if not isinstance(poly, list) or len(poly) % 2:
             raise DatasetError(f"{where}: polygon {k} must be a flat list [x0, y0, x1, y1, ...] of even length")
-        points = check_points(np.reshape(poly, (-1, 2)) if poly else poly, f"{where}, polygon {k}", width, height)
+        pairs = [poly[i:i + 2] for i in range(0, len(poly), 2)]
+        points = check_points(pairs, f"{where}, polygon {k}", width, height)
         flat.append(points.ravel().tolist())
     rle = mask_utils.merge(mask_utils.frPyObjects(flat, height, width))
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}

@@ -1,0 +1,120 @@
+"""Refinement quality on the three evaluation sets, mean over simulator seeds: the table of README's
+"How much it helps today".
+
+Run from the repository root (needs ../shared/data; writes nothing there)::
+
+    python bench/eval_quality.py --weights bpr_studio/resources/weights/bpr_lite0_64.pt \
+        --weights bpr_studio/resources/weights/bpr_hr18s_128.pt --out work_runs/quality.json
+
+Sets: the labelme VOC photographs (12 instances), grabcut50 (50 photographs, pixel-accurate masks) and
+the validation split of coco_mval (``bpr-studio split`` with its defaults: 132 photographs, 145
+instances; never trained on). Coarse masks: ``bpr-studio simulate`` (Mask R-CNN style) with seeds
+0..N-1 per set. Rows: coarse, each ``--weights`` (default settings of the Refiner), the GrabCut
+baseline (band 3 px), the 2-px boundary oracle. Each figure is the mean over the seeds; "gain/oracle"
+is computed from those means; worse/better are pooled over all instance predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bpr_studio.cli.eval import grabcut_dataset, refine_dataset, score_table
+from bpr_studio.cli.oracle import oracle_dataset
+from bpr_studio.cli.simulate import simulate_dataset
+from bpr_studio.io.coco import read_coco
+from bpr_studio.io.split import split_coco
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+METRICS = ("ap", "af", "miou", "area_error", "far")
+
+
+def evaluation_sets(seeds: dict[str, int]) -> dict[str, tuple]:
+    """{name: (ground-truth Dataset, number of seeds)} of the sets that exist."""
+    sets = {}
+    voc = DATA / "labelme_voc" / "data_dataset_coco" / "annotations.json"
+    if voc.is_file():
+        sets["VOC"] = (read_coco(voc), seeds["VOC"])
+    grabcut = DATA / "grabcut50" / "annotations.json"
+    if grabcut.is_file():
+        sets["grabcut50"] = (read_coco(grabcut), seeds["grabcut50"])
+    coco = DATA / "coco_mval" / "annotations.json"
+    if coco.is_file():
+        _, val = split_coco(coco)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "val.json"
+            path.write_text(json.dumps(val))
+            sets["coco_mval val"] = (read_coco(path, coco.parent), seeds["coco_mval val"])
+    return sets
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", action="append", required=True, help="weights file to evaluate (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs=3, default=(5, 3, 2), metavar=("VOC", "GRABCUT", "COCO"),
+                        help="simulator seeds per set (default 5 3 2)")
+    parser.add_argument("--sets", nargs="+", default=None, help="only these sets (VOC, grabcut50, 'coco_mval val')")
+    parser.add_argument("--no-baselines", action="store_true", help="leave out GrabCut and the oracle")
+    parser.add_argument("--out", default=None, help="write every per-seed table and the means as JSON")
+    args = parser.parse_args()
+    names = ["VOC", "grabcut50", "coco_mval val"]
+    sets = evaluation_sets(dict(zip(names, args.seeds)))
+    report = {}
+    for set_name, (gt, n_seeds) in sets.items():
+        if args.sets and set_name not in args.sets:
+            continue
+        tables = []
+        for seed in range(n_seeds):
+            coarse = simulate_dataset(gt, seed)
+            rows = [("coarse", coarse)]
+            rows += [(Path(w).name, refine_dataset(gt, coarse, w, progress=False)) for w in args.weights]
+            if not args.no_baselines:
+                rows.append(("grabcut", grabcut_dataset(gt, coarse, progress=False)))
+                rows.append(("oracle 2px", oracle_dataset(gt, coarse, 2)))
+            tables.append(score_table(gt, rows))
+            print(f"{set_name} seed {seed} done", file=sys.stderr, flush=True)
+        report[set_name] = {"per_seed": tables, "mean": mean_rows(tables)}
+        print_table(set_name, report[set_name]["mean"], tables)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def mean_rows(tables: list[list[dict]]) -> list[dict]:
+    """Mean of each metric over the seeds, per row (rows in the same order in every table)."""
+    out = []
+    for i, row in enumerate(tables[0]):
+        mean = {"name": row["name"], "instances": sum(t[i]["instances"] for t in tables)}
+        for k in METRICS:
+            mean[k] = float(np.mean([t[i][k] for t in tables]))
+        if i:
+            n = [t[i]["instances"] for t in tables]
+            for k in ("worse", "better"):
+                mean[k] = float(np.average([t[i][k] for t in tables], weights=n))
+        out.append(mean)
+    return out
+
+
+def print_table(set_name: str, rows: list[dict], tables: list[list[dict]]) -> None:
+    base = rows[0]
+    oracle = next((r for r in rows if r["name"] == "oracle 2px"), None)
+    print(f"\n{set_name}: mean of {len(tables)} simulator seeds, {base['instances']} instance predictions")
+    print(f"{'':28} {'AP':>6} {'AF':>6} {'mIoU':>6} {'area%':>7} {'far%':>6} {'worse':>6} {'better':>6} "
+          f"{'AP/or':>6} {'AF/or':>6}")
+    for r in rows:
+        gains = ["", ""]
+        if oracle is not None and r is not base:
+            gains = [f"{100 * (r[k] - base[k]) / (oracle[k] - base[k]):.0f}%" if abs(oracle[k] - base[k]) > 1e-9
+                     else "" for k in ("ap", "af")]
+        changed = [f"{r[k]:.1f}" if k in r else "" for k in ("worse", "better")]
+        print(f"{r['name'][:28]:28} {r['ap']:6.1f} {r['af']:6.1f} {r['miou']:6.1f} {r['area_error']:+7.1f} "
+              f"{r['far']:6.1f} {changed[0]:>6} {changed[1]:>6} {gains[0]:>6} {gains[1]:>6}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
