@@ -19,6 +19,7 @@ COMMANDS = {
     "simulate": "make Mask R-CNN-like coarse predictions from ground truth",
     "synth": "write a synthetic training dataset with exact masks",
     "train": "train a BPR refinement network",
+    "adapt": "fine-tune the refiner on corrected masks (kept only when it beats the base weights)",
     "eval": "score predictions against ground truth (AP, AF, mean IoU)",
     "oracle": "replace predicted pixels near the boundary by ground truth (upper bound)",
     "inspect": "per-instance quality report: where refinement helped and where it hurt",

@@ -33,6 +33,7 @@ def default_refiner_factory(weights=None, device: str = "auto") -> Callable[[Ref
     def make(config: RefinerConfig):
         from ..core.refiner import Refiner
         return Refiner(config, weights=weights, device=device)
+    make.weights, make.device = weights, device  # read by gui.adapt (the default weights, where to refine)
     return make
 
 
@@ -90,6 +91,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resize(1400, 900)
         self._build_widgets()
         self._build_actions()
+        from .adapt import install_adapt
+        self.adapt = install_adapt(self)
         self._overlay_timer = QtCore.QTimer(self, singleShot=True, interval=120)
         self._overlay_timer.timeout.connect(self._rebuild_overlay)
         if session is not None:
@@ -283,6 +286,7 @@ class MainWindow(QtWidgets.QMainWindow):
                             f"{len(self._load_problems)} file(s) were left out; everything else is open.\n\n{lines}{more}")
         if session.restore_message:
             self.show_error("Session", session.restore_message)
+        self.adapt.session_opened(session)
 
     def show_image(self, i: int) -> None:
         """Make image i current: read it, draw its instances, list them."""
@@ -785,6 +789,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.cancel_refinement()
         self._wait_for_worker()
+        self.adapt.cancel()
+        self.adapt.wait(60000)
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)

@@ -270,11 +270,16 @@ class Session:
     ground_truth: a Dataset whose images are matched to ``dataset``'s by file name, or None.
     Reopening with the same ``path`` restores statuses, refined and edited masks; a session file
     that does not belong to the dataset is moved aside (``restore_message`` says so).
+    source: how the dataset was opened ({"path", "format", "annotations", "predictions"}, see
+    :func:`open_session`), saved so a command can reopen the session from its file alone.
+    weights: the refinement weights the session uses (a path), None for the shipped default.
     """
 
     def __init__(self, dataset: Dataset, path: str | Path | None = None,
-                 ground_truth: Dataset | None = None, compact_every: int = 200) -> None:
+                 ground_truth: Dataset | None = None, compact_every: int = 200, source: dict | None = None) -> None:
         self.dataset = dataset
+        self.source = source
+        self.weights: str | None = None
         self.categories = dict(dataset.categories)
         gt_by_name = None
         if ground_truth is not None:
@@ -463,6 +468,11 @@ class Session:
                        "boxes": None if boxes is None else inst.boxes.tolist()})
         self.events.changed.emit(SessionEvent("refined", i, j))
 
+    def set_weights(self, path: str | Path | None) -> None:
+        """Remember the refinement weights in use (None: the shipped default); journalled, not an undo step."""
+        self.weights = None if path is None else str(path)
+        self._journal({"op": "weights", "path": self.weights})
+
     # ---- images and files ----------------------------------------------------------------------
 
     def select_image(self, i: int) -> None:
@@ -509,7 +519,8 @@ class Session:
                     entries.append([i, j, {"status": inst.status, "refined": inst.rle("refined"),
                                            "edited": inst.rle("edited"),
                                            "boxes": None if inst.boxes is None else inst.boxes.tolist()}])
-        self.store.write_snapshot({"dataset": self._fingerprint(), "current": self.current, "instances": entries})
+        self.store.write_snapshot({"dataset": self._fingerprint(), "current": self.current, "instances": entries,
+                                   "weights": self.weights, "source": self.source})
         self.events.saved.emit(SessionEvent("saved"))
 
     def close(self) -> None:
@@ -574,6 +585,8 @@ class Session:
             return
         try:
             self.current = min(int(snapshot.get("current", 0)), max(len(self.images) - 1, 0))
+            self.weights = snapshot.get("weights")
+            self.source = self.source or snapshot.get("source")
             for i, j, data in snapshot.get("instances", []):
                 inst = self.images[i].instances[j]
                 inst.status = data["status"]
@@ -593,6 +606,9 @@ class Session:
         self.save()  # compact: the snapshot now holds everything, a torn journal line is gone
 
     def _replay(self, entry: dict) -> None:
+        if entry["op"] == "weights":
+            self.weights = entry["path"]
+            return
         image = self.images[entry["image"]]
         if entry["op"] == "change":
             for change in entry["changes"]:
@@ -617,6 +633,7 @@ class Session:
             for k, inst in enumerate(image.instances):
                 image.instances[k] = InstanceState(inst.source)
         store.seq = 0
+        self.weights = None
         self.restore_message = message
         self.save()
 
@@ -645,4 +662,7 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
             ground_truth = None
     if session_path is None:
         session_path = default_session_path(path, predictions)
-    return Session(dataset, session_path, ground_truth=ground_truth)
+    source = {"path": str(Path(path).resolve()), "format": format,
+              "annotations": None if annotations is None else str(Path(annotations).resolve()),
+              "predictions": None if predictions is None else str(Path(predictions).resolve())}
+    return Session(dataset, session_path, ground_truth=ground_truth, source=source)
