@@ -118,7 +118,7 @@ def test_cli_adapt_writes_weights_only_when_kept_and_they_load(tiny_dataset, tmp
     assert len(json.loads(refined.read_text())) == 9
 
 
-def test_session_remembers_weights_and_source(tiny_dataset, tmp_path):
+def test_session_remembers_weights_and_source(tiny_dataset, tmp_path, capsys):
     from bpr_studio.session import open_session
     from bpr_studio.session.adapt import adapted_weights_path, corrected_count, reopen_session
 
@@ -139,6 +139,10 @@ def test_session_remembers_weights_and_source(tiny_dataset, tmp_path):
     again.set_weights(None)
     again.close()
     assert reopen_session(path).weights is None
+    from bpr_studio.cli import main
+
+    assert main(["adapt", "--session", str(path), "--out", str(tmp_path / "a.pt")]) == 2  # 2 corrections: too few
+    assert "2 corrected instance(s) on 2 image(s)" in capsys.readouterr().out
     old = tmp_path / "old.bprsession"
     old.write_text(json.dumps({"format": "bpr-studio-session", "version": 1}))
     with pytest.raises(ValueError, match="does not name its dataset"):

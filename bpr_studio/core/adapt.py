@@ -210,9 +210,10 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
                                  batch_size=batch_size, lr=_poly(lr, elapsed / budget),
                                  min_lr=_poly(lr, (elapsed + seconds) / budget), val_patches=0, seed=seed + k)
             start = time.monotonic()
-            train(patches.subset(order), work, config, init=current, progress=False, log=log)
+            losses = train(patches.subset(order), work, config, init=current, progress=False)
             elapsed += time.monotonic() - start
             current, k = work, k + 1
+            log(f"trained {elapsed:.0f} of {budget:.0f} s, {len(losses)} step(s), loss {np.mean(losses):.4f}")
             if on_progress is not None:
                 on_progress(min(elapsed, budget), budget)
         if cancelled or should_stop():
