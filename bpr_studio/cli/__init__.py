@@ -20,6 +20,7 @@ COMMANDS = {
     "synth": "write a synthetic training dataset with exact masks",
     "split": "split a COCO annotation file by image into training and validation files",
     "train": "train a BPR refinement network",
+    "adapt": "fine-tune the refiner on corrected masks (kept only when it beats the base weights)",
     "eval": "score predictions against ground truth (AP, AF, mean IoU)",
     "oracle": "replace predicted pixels near the boundary by ground truth (upper bound)",
     "inspect": "per-instance quality report: where refinement helped and where it hurt",

@@ -34,6 +34,7 @@ def default_refiner_factory(weights=None, device: str = "auto") -> Callable[[Ref
     def make(config: RefinerConfig):
         from ..core.refiner import Refiner
         return Refiner(config, weights=weights, device=device)
+    make.weights, make.device = weights, device  # read by gui.adapt (the default weights, where to refine)
     return make
 
 
@@ -110,6 +111,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resize(1400, 900)
         self._build_widgets()
         self._build_actions()
+        from .adapt import install_adapt
+        self.adapt = install_adapt(self)
         self._overlay_timer = QtCore.QTimer(self, singleShot=True, interval=120)
         self._overlay_timer.timeout.connect(self._rebuild_overlay)
         if session is not None:
@@ -334,6 +337,7 @@ class MainWindow(QtWidgets.QMainWindow):
             n = sum(counts.values())
             self.statusBar().showMessage(f"restored session: {n - counts['unreviewed']} of {n} reviewed, "
                                          f"back at image {self.image_index + 1} of {len(session.images)}", 15000)
+        self.adapt.session_opened(session)
 
     def show_image(self, i: int) -> None:
         """Make image i current: read it, draw its instances, list them."""
@@ -946,6 +950,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.cancel_refinement()
         self._wait_for_worker()
+        self.adapt.cancel()
+        self.adapt.wait(60000)
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)

@@ -5,7 +5,7 @@ original entries a COCO export keeps for images the session could not read, and 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .. import RESOURCES
@@ -28,6 +28,20 @@ class DatasetSource:
     annotations: Path | None = None
     images_dir: Path | None = None
     predictions: Path | None = None
+
+    def to_dict(self) -> dict:
+        """Plain JSON data (paths as strings) for the session file."""
+        return {f.name: (None if getattr(self, f.name) is None else str(getattr(self, f.name)))
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data) -> "DatasetSource | None":
+        """The source :meth:`to_dict` wrote, or None when ``data`` is not such a dict (older session files)."""
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str) or not isinstance(data.get("format"), str):
+            return None
+        paths = {k: Path(data[k]) if isinstance(data.get(k), str) else None
+                 for k in ("annotations", "images_dir", "predictions")}
+        return cls(Path(data["path"]), data["format"], **paths)
 
 
 @dataclass

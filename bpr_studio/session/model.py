@@ -271,11 +271,17 @@ class Session:
     ground_truth: a Dataset whose images are matched to ``dataset``'s by file name, or None.
     Reopening with the same ``path`` restores statuses, refined and edited masks; a session file
     that does not belong to the dataset is moved aside (``restore_message`` says so).
+    source: where the dataset was read from (set by :func:`open_session`), saved in the session file
+    so a command can reopen the session from its file alone.
+    weights: the refinement weights the session uses (a path), None for the shipped default.
     """
 
     def __init__(self, dataset: Dataset, path: str | Path | None = None,
-                 ground_truth: Dataset | None = None, compact_every: int = 200) -> None:
+                 ground_truth: Dataset | None = None, compact_every: int = 200,
+                 source: DatasetSource | None = None) -> None:
         self.dataset = dataset
+        self.source = source
+        self.weights: str | None = None
         self.categories = dict(dataset.categories)
         gt_by_name = None
         if ground_truth is not None:
@@ -288,7 +294,6 @@ class Session:
         self.current = 0
         self.restore_message: str | None = None
         self.restored = False  # whether an earlier session was restored
-        self.source: DatasetSource | None = None  # where the dataset came from (set by open_session)
         self.load_problems: list[tuple] = []  # (path, message) of files left out when it was opened
         self.store = SessionStore(path, compact_every) if path is not None else None
         if self.store is not None:
@@ -467,6 +472,11 @@ class Session:
                        "boxes": None if boxes is None else inst.boxes.tolist()})
         self.events.changed.emit(SessionEvent("refined", i, j))
 
+    def set_weights(self, path: str | Path | None) -> None:
+        """Remember the refinement weights in use (None: the shipped default); journalled, not an undo step."""
+        self.weights = None if path is None else str(path)
+        self._journal({"op": "weights", "path": self.weights})
+
     # ---- images and files ----------------------------------------------------------------------
 
     def select_image(self, i: int) -> None:
@@ -520,7 +530,9 @@ class Session:
                     entries.append([i, j, {"status": inst.status, "refined": inst.rle("refined"),
                                            "edited": inst.rle("edited"),
                                            "boxes": None if inst.boxes is None else inst.boxes.tolist()}])
-        self.store.write_snapshot({"dataset": self._fingerprint(), "current": self.current, "instances": entries})
+        self.store.write_snapshot({"dataset": self._fingerprint(), "current": self.current, "instances": entries,
+                                   "weights": self.weights,
+                                   "source": None if self.source is None else self.source.to_dict()})
         self.events.saved.emit(SessionEvent("saved"))
 
     def close(self) -> None:
@@ -585,6 +597,8 @@ class Session:
             return
         try:
             self.current = min(int(snapshot.get("current", 0)), max(len(self.images) - 1, 0))
+            self.weights = snapshot.get("weights")
+            self.source = self.source or DatasetSource.from_dict(snapshot.get("source"))
             for i, j, data in snapshot.get("instances", []):
                 inst = self.images[i].instances[j]
                 inst.status = data["status"]
@@ -605,6 +619,9 @@ class Session:
         self.save()  # compact: the snapshot now holds everything, a torn journal line is gone
 
     def _replay(self, entry: dict) -> None:
+        if entry["op"] == "weights":
+            self.weights = entry["path"]
+            return
         image = self.images[entry["image"]]
         if entry["op"] == "change":
             for change in entry["changes"]:
@@ -629,6 +646,7 @@ class Session:
             for k, inst in enumerate(image.instances):
                 image.instances[k] = InstanceState(inst.source)
         store.seq = 0
+        self.weights = None
         self.restore_message = message
         self.save()
 
@@ -659,11 +677,12 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
             ground_truth = None
     if session_path is None and save:
         session_path = default_session_path(path, predictions)
-    session = Session(dataset, session_path if save else None, ground_truth=ground_truth)
     format = format or ("coco" if annotations is not None else guess_format(path))
     ann_file, images_dir = coco_files(Path(path), annotations) if format == "coco" else (None, None)
-    session.source = DatasetSource(Path(path), format, ann_file, images_dir,
-                                   None if predictions is None else Path(predictions))
+    source = DatasetSource(Path(path).resolve(), format, ann_file and Path(ann_file).resolve(),
+                           images_dir and Path(images_dir).resolve(),
+                           None if predictions is None else Path(predictions).resolve())
+    session = Session(dataset, session_path if save else None, ground_truth=ground_truth, source=source)
     if problems is not None:
         session.load_problems = list(problems)
         errors.extend(problems)
