@@ -265,7 +265,11 @@ class FastInference:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # no busy-waiting between ops: on a core shared with other programs (the window, a browser)
+        # spinning threads measured 1.35x slower on 2 threads (docs/engine_bench.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: no notices about unused initialisers on stderr
         session = ort.InferenceSession(body, options, providers=["CPUExecutionProvider"])
         self.build_seconds[size] = (how, time.perf_counter() - start)
         return session
