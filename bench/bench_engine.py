@@ -313,8 +313,9 @@ def print_end_to_end(fig: dict, start_rows, threads: int) -> None:
           f"{fig['input_size']}, {threads} threads; fast = {fig['mode']}")
     print(f"plain fp32 PyTorch {fig['plain_s'] * 1e3:8.0f} ms   fast {fig['fast_s'] * 1e3:6.0f} ms   "
           f"speedup {fig['plain_s'] / fig['fast_s']:.2f}x")
-    print(f"mask pixels differing from plain: {fig['pixels_differ']} ({fig['pixels_differ'] / max(fig['pixels_changed'], 1):.2%} "
-          f"of the {fig['pixels_changed']} pixels plain refinement changed)")
+    patch_pixels = fig["patches"] * 64 * 64
+    print(f"mask pixels differing from plain: {fig['pixels_differ']} ({fig['pixels_differ'] / patch_pixels:.3%} of the "
+          f"{patch_pixels} patch pixels; plain refinement changed {fig['pixels_changed']} pixels of the coarse masks)")
     print(f"{'stage, ms':<36}{'plain':>9}{'fast':>9}")
     total = [sum(fig['stages_plain'].values()), sum(fig['stages_fast'].values())]
     for key in fig["stages_plain"]:

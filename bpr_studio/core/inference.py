@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import io
 import logging
 import os
@@ -67,20 +68,13 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def has_onnxruntime() -> bool:
-    """True when the ``onnxruntime`` package imports."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when the ``onnxruntime`` package is installed (found, not imported: importing it and its
+    quantisation tools takes seconds, paid only when a graph is built)."""
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _has_quantization() -> bool:
-    try:
-        import onnxruntime.quantization  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return has_onnxruntime() and importlib.util.find_spec("onnx") is not None
 
 
 def read_cache_entry(path: Path) -> bytes | None:
