@@ -6,6 +6,8 @@ Run from the repository root::
     python bench/bench_engine.py --quick    # fewer repeats and patches
     python bench/bench_engine.py --sizes 128 --extra-modes channels_last bf16 compile
                                             # also other CPU modes (bf16 and compile are slow)
+    python bench/bench_engine.py --end-to-end [--threads 2]    # (d), (e), (f) only
+    python bench/bench_engine.py --eval GT.json PRED.json ...  # quality, plain vs fast path
 
 Everything runs on one thread (torch and OpenCV). On a synthetic 1024x2048 image with about 20
 instances (smooth random blobs of varied sizes), it times, in the same run, median of ``--repeats``:
@@ -16,8 +18,15 @@ instances (smooth random blobs of varied sizes), it times, in the same run, medi
 (b) reassembly of every instance's patch probabilities: ours (work confined to the union of the
     boxes) against the reference's full-image sum and count maps;
 (c) the hr18s network's patches/s at input 64/128/256 (batch 32) in eager PyTorch and in the mode
-    ``fast_inference`` picks (and any ``--extra-modes``), with the share of output mask pixels on
-    which each mode disagrees with eager.
+    ``fast_inference`` picks without calibration inputs (float32 ONNX Runtime; and any
+    ``--extra-modes``), with the share of output mask pixels on which each mode disagrees with eager.
+
+``--end-to-end`` (on ``--threads`` threads), each against the plain fp32 PyTorch ``Refiner(fast=False)``
+in the same run: (d) image in, masks out with ``Refiner.refine`` (all instances, ``min_size`` 0),
+the time per stage and the mask pixels on which the two differ; (e) re-refining each instance
+alone (median, p90); (f) making a Refiner until the first refined instance, with an empty and with
+a filled model cache. ``--eval`` refines COCO predictions files with both paths and prints AP / AF /
+mIoU side by side.
 """
 
 from __future__ import annotations
@@ -379,7 +388,8 @@ def print_eval(rows: list[dict]) -> None:
     print(f"\nQuality, plain fp32 PyTorch vs fast path ({rows[0]['mode']}), AP / AF / mIoU in %")
     print(f"{'predictions':<18}{'coarse':>20}{'plain':>20}{'fast':>20}{'dAP':>6}{'dAF':>6}  mask pixels differing")
     for r in rows + ([_mean_row(rows)] if len(rows) > 1 else []):
-        cells = "".join(f"{r[f'ap_{n}']:>8.1f}{r[f'af_{n}']:>6.1f}{r[f'miou_{n}']:>6.1f}" for n in ("coarse", "plain", "fast"))
+        cells = "".join(f"{r[f'ap_{n}']:>8.1f}{r[f'af_{n}']:>6.1f}{r[f'miou_{n}']:>6.1f}"
+                        for n in ("coarse", "plain", "fast"))
         print(f"{r['file']:<18}{cells}{r['ap_fast'] - r['ap_plain']:>+6.1f}{r['af_fast'] - r['af_plain']:>+6.1f}"
               f"  {r['pixels_differ']} ({r['pixels_differ'] / max(r['pixels_refined'], 1):.1%} of the "
               f"{r['pixels_refined']} pixels refinement changed)")

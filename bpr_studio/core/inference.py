@@ -4,12 +4,13 @@ channels_last PyTorch, CUDA float16 autocast.
 Nothing here knows the architecture: :class:`FastInference` takes an ``nn.Module`` mapping
 ``(B, C, S, S)`` float32 to ``(B, K, S, S)`` logits and the input side ``S`` it is run at.
 
-ONNX Runtime graphs are exported once per (weights, input size, mode, runtime versions) and kept in
-the user cache folder (``$XDG_CACHE_HOME/bpr-studio`` or ``~/.cache/bpr-studio``, override with
-``BPR_STUDIO_CACHE``), so a second start skips the export (2-7 s) and the int8 calibration
-(15-40 s). An entry is one file: a sha256 line, then the ONNX bytes; written atomically
-(:func:`bpr_studio.core.atomic.atomic_write`); an entry that is missing, unreadable, or fails its
-checksum is rebuilt and rewritten, never fatal. An unwritable cache folder only costs the export.
+ONNX Runtime graphs are exported once per (weights, input size, mode, runtime versions) and kept
+in the user cache folder (``$XDG_CACHE_HOME/bpr-studio`` or ``~/.cache/bpr-studio``, override with
+``BPR_STUDIO_CACHE``), so a second start skips the export (2-7 s on an idle 2-core machine) and the
+int8 calibration and quantisation (tens of seconds). An entry is one file: a sha256 line, then the
+ONNX bytes; written atomically (:func:`bpr_studio.core.atomic.atomic_write`); an entry that is
+missing, unreadable, or fails its checksum is rebuilt and rewritten, never fatal. An unwritable
+cache folder only costs the export.
 
 BatchNorm: ``torch.onnx.export`` of a model in eval mode folds every Conv -> BatchNorm pair into the
 conv, and ONNX Runtime's graph optimisations (level ALL) fuse Conv + Add + ReLU and the like on load.
