@@ -282,7 +282,7 @@ def bench_end_to_end(image, masks, args) -> dict:
             refiner.refine(image, one)
             spent.append(time.perf_counter() - start)
     return {"patches": sum(len(plain.patches(m)) for m in masks), "mode": fast._forward.mode,
-            "input_size": fast.config.input_size, "plain_s": plain_s, "fast_s": fast_s,
+            "input_size": fast.config.input_size, "patch_size": fast.config.patch_size, "plain_s": plain_s, "fast_s": fast_s,
             "pixels_differ": differ, "pixels_changed": changed,
             "stages_plain": stage_times(plain, image, masks), "stages_fast": stage_times(fast, image, masks),
             "one_plain": one_plain, "one_fast": one_fast, "one_patches": counts}
@@ -322,7 +322,7 @@ def print_end_to_end(fig: dict, start_rows, threads: int) -> None:
           f"{fig['input_size']}, {threads} threads; fast = {fig['mode']}")
     print(f"plain fp32 PyTorch {fig['plain_s'] * 1e3:8.0f} ms   fast {fig['fast_s'] * 1e3:6.0f} ms   "
           f"speedup {fig['plain_s'] / fig['fast_s']:.2f}x")
-    patch_pixels = fig["patches"] * 64 * 64
+    patch_pixels = fig["patches"] * fig["patch_size"] ** 2
     print(f"mask pixels differing from plain: {fig['pixels_differ']} ({fig['pixels_differ'] / patch_pixels:.3%} of the "
           f"{patch_pixels} patch pixels; plain refinement changed {fig['pixels_changed']} pixels of the coarse masks)")
     print(f"{'stage, ms':<36}{'plain':>9}{'fast':>9}")
