@@ -282,8 +282,8 @@ def bench_end_to_end(image, masks, args) -> dict:
             refiner.refine(image, one)
             spent.append(time.perf_counter() - start)
     return {"patches": sum(len(plain.patches(m)) for m in masks), "mode": fast._forward.mode,
-            "input_size": fast.config.input_size, "patch_size": fast.config.patch_size, "plain_s": plain_s, "fast_s": fast_s,
-            "pixels_differ": differ, "pixels_changed": changed,
+            "input_size": fast.config.input_size, "patch_size": fast.config.patch_size,
+            "plain_s": plain_s, "fast_s": fast_s, "pixels_differ": differ, "pixels_changed": changed,
             "stages_plain": stage_times(plain, image, masks), "stages_fast": stage_times(fast, image, masks),
             "one_plain": one_plain, "one_fast": one_fast, "one_patches": counts}
 
