@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bpr_studio.io.coco import read_coco, read_coco_results, write_coco, write_coco_results
-from bpr_studio.io.dataset import Dataset, ImageRecord
+from bpr_studio.io.dataset import Dataset
 
 SHARED = Path("/work/shared/data")
 

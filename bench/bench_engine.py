@@ -6,6 +6,8 @@ Run from the repository root::
     python bench/bench_engine.py --quick    # fewer repeats and patches
     python bench/bench_engine.py --sizes 128 --extra-modes channels_last bf16 compile
                                             # also other CPU modes (bf16 and compile are slow)
+    python bench/bench_engine.py --end-to-end [--threads 2]    # (d), (e), (f) only
+    python bench/bench_engine.py --eval GT.json PRED.json ...  # quality, plain vs fast path
 
 Everything runs on one thread (torch and OpenCV). On a synthetic 1024x2048 image with about 20
 instances (smooth random blobs of varied sizes), it times, in the same run, median of ``--repeats``:
@@ -16,8 +18,15 @@ instances (smooth random blobs of varied sizes), it times, in the same run, medi
 (b) reassembly of every instance's patch probabilities: ours (work confined to the union of the
     boxes) against the reference's full-image sum and count maps;
 (c) the hr18s network's patches/s at input 64/128/256 (batch 32) in eager PyTorch and in the mode
-    ``fast_inference`` picks (and any ``--extra-modes``), with the share of output mask pixels on
-    which each mode disagrees with eager.
+    ``fast_inference`` picks without calibration inputs (float32 ONNX Runtime; and any
+    ``--extra-modes``), with the share of output mask pixels on which each mode disagrees with eager.
+
+``--end-to-end`` (on ``--threads`` threads), each against the plain fp32 PyTorch ``Refiner(fast=False)``
+in the same run: (d) image in, masks out with ``Refiner.refine`` (all instances, ``min_size`` 0),
+the time per stage and the mask pixels on which the two differ; (e) re-refining each instance
+alone (median, p90); (f) making a Refiner until the first refined instance, with an empty and with
+a filled model cache. ``--eval`` refines COCO predictions files with both paths and prints AP / AF /
+mIoU side by side.
 """
 
 from __future__ import annotations
@@ -33,10 +42,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's bpr_studio
 import reference_port  # noqa: E402
 
 from bpr_studio.core import patches as ours  # noqa: E402
-from bpr_studio.core.model import build_model, fast_inference, load_weights  # noqa: E402
+from bpr_studio.core.inference import fast_inference  # noqa: E402
+from bpr_studio.core.model import build_model, load_weights  # noqa: E402
 
 HEIGHT, WIDTH = 1024, 2048
 
@@ -218,6 +229,179 @@ def print_network(rows: list[dict], n_patches: int, batch: int) -> None:
               f"({100 * r['mask_differ'] / r['mask_pixels']:.4f}%)")
 
 
+def stage_times(refiner, image, masks) -> dict:
+    """Seconds per stage of one ``refiner.refine`` done step by step (same calls, same order)."""
+    cfg, spent = refiner.config, {}
+
+    def timed(key, fn):
+        start = time.perf_counter()
+        out = fn()
+        spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+        return out
+
+    boxes = timed("boxes (boundary, NMS)", lambda: [refiner.patches(m) for m in masks])
+    all_boxes = np.concatenate(boxes)
+    image_crops = timed("crops", lambda: ours.crop_boxes(image, all_boxes))
+    mask_crops = timed("crops", lambda: np.concatenate([ours.crop_boxes(m, b) for m, b in zip(masks, boxes) if len(b)]))
+    probs = []
+    for start in range(0, len(all_boxes), cfg.batch_size):
+        stop = start + cfg.batch_size
+        x = timed("network_inputs (resize, normalise)",
+                  lambda: ours.network_inputs(image_crops[start:stop], mask_crops[start:stop], cfg.input_size))
+        with torch.inference_mode():
+            logits = timed("network", lambda: refiner._forward(x))
+            probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(
+                torch.softmax(logits.float(), dim=1)[:, 1], cfg.patch_size, cfg.padding)))
+    probs = np.concatenate(probs)
+    ends = np.cumsum([len(b) for b in boxes])
+    timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e]) for m, b, e in zip(masks, boxes, ends)])
+    return spent
+
+
+def bench_end_to_end(image, masks, args) -> dict:
+    """Image in, masks out: the plain fp32 PyTorch Refiner against the fast one, same process, taking turns."""
+    from bpr_studio.core.config import RefinerConfig
+    from bpr_studio.core.refiner import Refiner
+
+    config = RefinerConfig(min_size=0, batch_size=args.batch)
+    plain = Refiner(config, weights=args.weights, device="cpu", fast=False)
+    fast = Refiner(config, weights=args.weights, device="cpu")
+    fast._forward.prepare()
+    plain_out = [r.mask for r in plain.refine(image, masks)]
+    fast_out = [r.mask for r in fast.refine(image, masks)]
+    changed = sum(int((p != m).sum()) for p, m in zip(plain_out, masks))
+    differ = sum(int((p != f).sum()) for p, f in zip(plain_out, fast_out))
+    (plain_s, _), (fast_s, _) = median_seconds([lambda: plain.refine(image, masks), lambda: fast.refine(image, masks)],
+                                               args.repeats)
+    one_plain, one_fast, counts = [], [], []
+    for i in range(len(masks)):  # re-refine one instance (an edit in the window)
+        one = masks[i:i + 1]
+        counts.append(len(fast.patches(one[0])))
+        for refiner, spent in ((plain, one_plain), (fast, one_fast)):
+            start = time.perf_counter()
+            refiner.refine(image, one)
+            spent.append(time.perf_counter() - start)
+    return {"patches": sum(len(plain.patches(m)) for m in masks), "mode": fast._forward.mode,
+            "input_size": fast.config.input_size, "patch_size": fast.config.patch_size,
+            "plain_s": plain_s, "fast_s": fast_s, "pixels_differ": differ, "pixels_changed": changed,
+            "stages_plain": stage_times(plain, image, masks), "stages_fast": stage_times(fast, image, masks),
+            "one_plain": one_plain, "one_fast": one_fast, "one_patches": counts}
+
+
+def bench_start(image, masks, args) -> list[tuple[str, float]]:
+    """Seconds from making a Refiner to the first refined instance: plain, fast with an empty model cache
+    (export, int8 calibration), fast again with the cache filled (a second start)."""
+    import os
+    import tempfile
+
+    from bpr_studio.core.config import RefinerConfig
+    from bpr_studio.core.refiner import Refiner
+
+    config = RefinerConfig(min_size=0, batch_size=args.batch)
+    one = masks[:1]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bpr-studio-cache-") as folder:
+        before = os.environ.get("BPR_STUDIO_CACHE")
+        os.environ["BPR_STUDIO_CACHE"] = folder
+        try:
+            for label, fast in (("plain fp32 PyTorch", False), ("fast, empty cache (first start)", True),
+                                ("fast, cache filled (second start)", True)):
+                start = time.perf_counter()
+                Refiner(config, weights=args.weights, device="cpu", fast=fast).refine(image, one)
+                rows.append((label, time.perf_counter() - start))
+        finally:
+            if before is None:
+                os.environ.pop("BPR_STUDIO_CACHE", None)
+            else:
+                os.environ["BPR_STUDIO_CACHE"] = before
+    return rows
+
+
+def print_end_to_end(fig: dict, start_rows, threads: int) -> None:
+    print(f"\n(d) end to end, image in, masks out: {WIDTH}x{HEIGHT}, {fig['patches']} patches, input "
+          f"{fig['input_size']}, {threads} threads; fast = {fig['mode']}")
+    print(f"plain fp32 PyTorch {fig['plain_s'] * 1e3:8.0f} ms   fast {fig['fast_s'] * 1e3:6.0f} ms   "
+          f"speedup {fig['plain_s'] / fig['fast_s']:.2f}x")
+    patch_pixels = fig["patches"] * fig["patch_size"] ** 2
+    print(f"mask pixels differing from plain: {fig['pixels_differ']} ({fig['pixels_differ'] / patch_pixels:.3%} of the "
+          f"{patch_pixels} patch pixels; plain refinement changed {fig['pixels_changed']} pixels of the coarse masks)")
+    print(f"{'stage, ms':<36}{'plain':>9}{'fast':>9}")
+    total = [sum(fig['stages_plain'].values()), sum(fig['stages_fast'].values())]
+    for key in fig["stages_plain"]:
+        a, b = fig["stages_plain"][key], fig["stages_fast"][key]
+        print(f"{key:<36}{a * 1e3:>9.1f}{b * 1e3:>9.1f}   ({100 * b / total[1]:.0f}% of fast)")
+    print(f"{'total':<36}{total[0] * 1e3:>9.1f}{total[1] * 1e3:>9.1f}")
+    p = np.array(fig["one_patches"])
+    print(f"\n(e) re-refine one instance ({len(p)} instances, patches median {np.median(p):.0f}, max {p.max()}): "
+          f"ms median / p90")
+    for label, key in (("plain", "one_plain"), ("fast", "one_fast")):
+        t = 1e3 * np.array(fig[key])
+        print(f"  {label:<6}{np.median(t):8.1f} /{np.percentile(t, 90):7.1f}")
+    print("\n(f) start: making a Refiner until the first instance is refined")
+    for label, seconds in start_rows:
+        print(f"  {label:<36}{seconds:7.2f} s")
+
+
+def refine_with(refiner, ground_truth, predictions):
+    """predictions refined by ``refiner`` (a Dataset) and the refined masks, image by image."""
+    from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
+    from bpr_studio.io.images import read_image
+
+    images, masks = [], []
+    for g, p in zip(ground_truth.images, predictions.images):
+        out = []
+        if p.instances:
+            refined = refiner.refine(read_image(g.path, (g.width, g.height)), p.masks())
+            masks.extend(r.mask for r in refined)
+            out = [Instance.from_mask(r.mask, inst.category_id, score=inst.score)
+                   for r, inst in zip(refined, p.instances)]
+        images.append(ImageRecord(path=p.path, width=p.width, height=p.height, instances=out, image_id=p.image_id))
+    return Dataset(images=images, categories=dict(predictions.categories)), masks
+
+
+def bench_eval(annotations: str, predictions: list[str], weights: str | None) -> list[dict]:
+    """AP / AF / mIoU of each predictions file refined by the plain and the fast path, and the share of
+    refined-mask pixels (inside the instances' refined patches' union) on which the two paths differ."""
+    from bpr_studio.cli.eval import score_table
+    from bpr_studio.core.refiner import Refiner
+    from bpr_studio.io.coco import read_coco, read_coco_results
+
+    ground_truth = read_coco(annotations)
+    plain = Refiner(weights=weights, device="cpu", fast=False)
+    fast = Refiner(weights=weights, device="cpu")
+    rows = []
+    for path in predictions:
+        coarse = read_coco_results(path, ground_truth)
+        (plain_set, plain_masks), (fast_set, fast_masks) = (refine_with(r, ground_truth, coarse) for r in (plain, fast))
+        table = score_table(ground_truth, [("coarse", coarse), ("plain", plain_set), ("fast", fast_set)])
+        differ = sum(int((a != b).sum()) for a, b in zip(plain_masks, fast_masks))
+        changed = sum(int((a != c).sum()) for a, c in zip(plain_masks, (m for p in coarse.images for m in
+                                                                         (p.masks() if p.instances else []))))
+        rows.append({"file": Path(path).name, "mode": fast._forward.mode,
+                     **{f"{k}_{r['name']}": r[k] for r in table for k in ("ap", "af", "miou")},
+                     "pixels_differ": differ, "pixels_refined": changed,
+                     "mask_pixels": sum(int(m.size) for m in plain_masks)})
+    return rows
+
+
+def print_eval(rows: list[dict]) -> None:
+    print(f"\nQuality, plain fp32 PyTorch vs fast path ({rows[0]['mode']}), AP / AF / mIoU in %")
+    print(f"{'predictions':<18}{'coarse':>20}{'plain':>20}{'fast':>20}{'dAP':>6}{'dAF':>6}  mask pixels differing")
+    for r in rows + ([_mean_row(rows)] if len(rows) > 1 else []):
+        cells = "".join(f"{r[f'ap_{n}']:>8.1f}{r[f'af_{n}']:>6.1f}{r[f'miou_{n}']:>6.1f}"
+                        for n in ("coarse", "plain", "fast"))
+        print(f"{r['file']:<18}{cells}{r['ap_fast'] - r['ap_plain']:>+6.1f}{r['af_fast'] - r['af_plain']:>+6.1f}"
+              f"  {r['pixels_differ']} ({r['pixels_differ'] / max(r['pixels_refined'], 1):.1%} of the "
+              f"{r['pixels_refined']} pixels refinement changed)")
+
+
+def _mean_row(rows: list[dict]) -> dict:
+    mean = {k: statistics.mean(r[k] for r in rows) for k in rows[0] if k not in ("file", "mode")}
+    for k in ("pixels_differ", "pixels_refined", "mask_pixels"):
+        mean[k] = sum(r[k] for r in rows)
+    return {"file": "mean", **mean}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of (a) and (b) (median)")
@@ -232,15 +416,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-modes", nargs="*", default=[], choices=["channels_last", "bf16", "compile"],
                         help="also time these CPU modes in (c) (compile takes minutes, bf16 is very slow "
                              "without native bfloat16)")
-    parser.add_argument("--skip-network", action="store_true", help="only (a) and (b)")
+    parser.add_argument("--skip-network", action="store_true", help="leave out (c)")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="only (d) end to end, (e) one-instance re-refine and (f) start times, plain fp32 "
+                             "PyTorch against the fast path, on --threads threads (shipped weights or --weights)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for --end-to-end (default 2)")
+    parser.add_argument("--eval", nargs="+", metavar=("GT", "PRED"),
+                        help="only the quality check: COCO ground truth, then predictions files, refined by the "
+                             "plain and the fast path (shipped weights or --weights)")
     parser.add_argument("--quick", action="store_true", help="2 repeats, 32 patches, 1 network repeat")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.net_repeats, args.net_patches = 2, 1, 32
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-
+    if args.eval:
+        print_eval(bench_eval(args.eval[0], args.eval[1:], args.weights))
+        return 0
     image, masks = synthetic_scene(args.instances)
+    if args.end_to_end:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+        fig = bench_end_to_end(image, masks, args)
+        print_end_to_end(fig, bench_start(image, masks, args), args.threads)
+        return 0
     fig = bench_engine(image, masks, args)
     fig.update(instances=len(masks), nms_thr=args.nms_thr, repeats=args.repeats)
     print_engine(fig)

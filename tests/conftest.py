@@ -21,3 +21,9 @@ def voc_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"shared test data not found at {path}")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _model_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a temporary folder, never to the user's cache."""
+    os.environ["BPR_STUDIO_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bpr_studio.core import adapt as core_adapt
-from bpr_studio.core.adapt import AdaptError, CorrectedImage, adapt_weights, correction_patches, split_holdout
+from bpr_studio.core.adapt import AdaptError, adapt_weights, correction_patches, split_holdout
 from bpr_studio.core.refiner import Refiner
 from bpr_studio.core.simulate import coarse_mask
 from bpr_studio.io.coco import read_coco, write_coco, write_coco_results

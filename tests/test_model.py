@@ -1,10 +1,9 @@
-"""Tests of the refinement network: shapes, size, weight files, mask input and fast inference."""
+"""Tests of the refinement network: shapes, size, weight files and mask input."""
 
 import pytest
 import torch
 
-from bpr_studio.core import model as model_module
-from bpr_studio.core.model import ARCHS, WeightsError, build_model, fast_inference, load_weights, save_weights
+from bpr_studio.core.model import ARCHS, WeightsError, build_model, load_weights, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -117,94 +116,3 @@ def test_damaged_state_dict(tmp_path, hr18s):
     with pytest.raises(WeightsError, match="fit no known architecture.*missing: classifier.weight"):
         load_weights(path)
 
-
-@pytest.fixture(scope="module")
-def decisive_model() -> torch.nn.Module:
-    """hr18s after a few SGD steps towards 'foreground = mask channel', so its logits are far from ties."""
-    torch.manual_seed(1)
-    model = build_model("hr18s")
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    for _ in range(8):
-        x = _toy_batch(2, 32)
-        loss = torch.nn.functional.cross_entropy(model(x), (x[:, 3] > 0).long())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
-def _toy_batch(n: int, size: int) -> torch.Tensor:
-    """(n, 4, size, size): random image, mask channel -1/+1 of a random half-plane."""
-    x = torch.randn(n, 4, size, size)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    for i in range(n):
-        a, b = torch.randn(2)
-        x[i, 3] = torch.where(a * (xx - size / 2) + b * (yy - size / 2) > 0, 1.0, -1.0)
-    return x
-
-
-def test_onnxruntime_mode_agrees_with_eager(decisive_model):
-    pytest.importorskip("onnxruntime")
-    run = fast_inference(decisive_model, "cpu")
-    assert run.mode == "onnxruntime"
-    size = 50  # branches at 13 and 7 pixels: the upsampling is not an exact doubling
-    x = _toy_batch(3, size)
-    with torch.no_grad():
-        eager = decisive_model(x)
-    with torch.inference_mode():  # the export (first call) must work inside inference mode too
-        fast = run(x)
-    assert run.mode == "onnxruntime"
-    assert fast.shape == (3, 2, size, size) and fast.dtype == torch.float32
-    assert torch.allclose(torch.softmax(fast, 1), torch.softmax(eager, 1), atol=1e-4)
-    assert (fast.argmax(1) != eager.argmax(1)).float().mean() < 1e-3
-    assert torch.allclose(run(x[:1]), fast[:1], atol=1e-4)  # another batch size, same graph
-
-
-def test_fast_inference_copies_the_weights(decisive_model):
-    run = fast_inference(decisive_model, "cpu", mode="eager")
-    x = _toy_batch(1, 32)
-    before = run(x)
-    changed = build_model("hr18s").eval()
-    changed.load_state_dict(decisive_model.state_dict())
-    run_changed = fast_inference(changed, "cpu", mode="eager")
-    with torch.no_grad():
-        changed.classifier.bias += 5.0
-    assert torch.equal(run_changed(x), before)
-
-
-def test_channels_last_without_onnxruntime(decisive_model, monkeypatch):
-    monkeypatch.setattr(model_module, "_has_onnxruntime", lambda: False)
-    run = fast_inference(decisive_model, "cpu")
-    assert run.mode == "channels_last"
-    x = _toy_batch(2, 32)
-    out = run(x)
-    assert out.is_contiguous()
-    with torch.no_grad():
-        assert torch.allclose(torch.softmax(out, 1), torch.softmax(decisive_model(x), 1), atol=1e-4)
-
-
-def test_eager_mode_is_the_model(decisive_model):
-    run = fast_inference(decisive_model, "cpu", mode="eager")
-    x = _toy_batch(2, 32)
-    with torch.no_grad():
-        assert torch.equal(run(x), decisive_model(x))
-
-
-def test_falls_back_to_pytorch_when_export_fails(decisive_model, monkeypatch):
-    pytest.importorskip("onnxruntime")
-
-    def broken_export(*args, **kwargs):
-        raise RuntimeError("exporter broken")
-
-    monkeypatch.setattr(torch.onnx, "export", broken_export)
-    run = fast_inference(decisive_model, "cpu")
-    x = _toy_batch(2, 32)
-    out = run(x)
-    assert run.mode == "channels_last"
-    with torch.no_grad():
-        assert torch.allclose(torch.softmax(out, 1), torch.softmax(decisive_model(x), 1), atol=1e-4)
-
-
-def test_unavailable_mode_is_rejected(hr18s):
-    with pytest.raises(ValueError, match="autocast-fp16"):
-        fast_inference(hr18s, "cpu", mode="autocast-fp16")

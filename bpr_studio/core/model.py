@@ -1,5 +1,5 @@
 """The refinement networks (4-channel input, 2 classes): the registry MODELS, the HRNetV2 + FCN head of the
-paper, weight files and fast inference.
+paper, and weight files (fast inference: core/inference.py).
 
 ``MODELS`` names every network: the HRNets below and ``lite0`` (an ImageNet-pretrained
 EfficientNet-Lite0 encoder with a U-Net decoder, core/effnet.py). HRNet architectures, as in the
@@ -25,11 +25,7 @@ Weight files are ``torch.save`` dicts ``{"format": "bpr-studio-weights/1", "arch
 
 from __future__ import annotations
 
-import copy
-import io
-import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -41,7 +37,6 @@ from torch import nn
 from .atomic import atomic_write
 
 WEIGHTS_FORMAT = "bpr-studio-weights/1"
-_log = logging.getLogger(__name__)
 
 # stage layout: (modules, blocks per branch, channels per branch); stage1 is (modules, bottlenecks, planes)
 ARCHS: dict[str, dict] = {
@@ -326,96 +321,3 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
     model.to(device).eval()
     return model, {"arch": name, "meta": payload.get("meta"), "path": str(path)}
-
-
-class FastInference:
-    """The network wrapped in the fastest inference mode that keeps its masks.
-
-    Call with x (B, 4, S, S) float32 (any device); returns logits (B, 2, S, S) float32 on the
-    model's device (CPU for ONNX Runtime). ``mode`` says what runs: "onnxruntime" (CPU, a graph
-    exported once per input size S, batch size free), "channels_last" (CPU, eager PyTorch with
-    NHWC tensors), "autocast-fp16" (CUDA), or "eager".
-    The weights are copied when the wrapper is made; later changes to the model do not reach it.
-    """
-
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", mode: str = "auto"):
-        self.device = torch.device(device)
-        self.model = copy.deepcopy(model).float().eval().to(self.device)
-        if mode == "auto":
-            mode = {"cpu": "onnxruntime" if _has_onnxruntime() else "channels_last",
-                    "cuda": "autocast-fp16"}.get(self.device.type, "eager")
-        allowed = {"cpu": ("eager", "channels_last", "onnxruntime"), "cuda": ("eager", "autocast-fp16")}.get(
-            self.device.type, ("eager",))
-        if mode not in allowed:
-            raise ValueError(f"inference mode {mode!r} is not available on {self.device.type}; "
-                             f"expected one of {('auto',) + allowed}")
-        self._set_mode(mode)
-        self._sessions: dict[tuple[int, int], object] = {}
-
-    def _set_mode(self, mode: str) -> None:
-        self.mode = mode
-        if mode == "channels_last":
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "onnxruntime":
-            try:
-                session = self._session(tuple(x.shape[-2:]))
-            except Exception as exc:  # exporter or runtime missing a feature: stay correct, go slower
-                _log.warning("ONNX Runtime unavailable (%s: %s); using PyTorch", type(exc).__name__, exc)
-                self._set_mode("channels_last")
-            else:
-                arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-                return torch.from_numpy(session.run(None, {"x": arr})[0])
-        x = x.to(self.device, torch.float32)
-        with torch.no_grad():  # not inference_mode: callers may still edit the logits in place
-            if self.mode == "autocast-fp16":
-                with torch.autocast("cuda", dtype=torch.float16):
-                    return self.model(x).float()
-            if self.mode == "channels_last":
-                return self.model(x.contiguous(memory_format=torch.channels_last)).contiguous()
-            return self.model(x)
-
-    def _session(self, size: tuple[int, int]):
-        """The ONNX Runtime session for inputs of spatial ``size`` (exported on first use)."""
-        if size not in self._sessions:
-            import onnxruntime as ort
-
-            buffer = io.BytesIO()
-            with warnings.catch_warnings(), torch.inference_mode(False):  # tracing needs normal tensors
-                warnings.simplefilter("ignore")  # tracer and exporter-deprecation notices
-                example = torch.zeros((1, 4) + size)
-                torch.onnx.export(self.model, (example,), buffer, input_names=["x"], output_names=["y"],
-                                  dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17,
-                                  dynamo=False)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._sessions[size] = ort.InferenceSession(buffer.getvalue(), options,
-                                                        providers=["CPUExecutionProvider"])
-        return self._sessions[size]
-
-
-def _has_onnxruntime() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def fast_inference(model: nn.Module, device: str | torch.device = "cpu", mode: str = "auto") -> FastInference:
-    """The fastest way to run ``model`` on ``device`` that keeps its masks (see bench/bench_engine.py).
-
-    Returns a :class:`FastInference`: a callable x (B, 4, S, S) float32 -> logits (B, 2, S, S)
-    float32, with ``.mode`` naming what runs. mode "auto" picks, on CPU, ONNX Runtime when it is
-    installed (the ``onnx`` extra; measured 1.5x, 2x and 2.5-3x eager patches/s at input 64, 128
-    and 256 on one core, first call per input size about 2-7 s for the export), else eager
-    PyTorch in channels_last (1.1-1.3x); on CUDA, eager under float16 autocast; elsewhere eager.
-    Measured and not chosen on CPU: bfloat16 autocast (25x slower without native bfloat16) and
-    torch.compile (about 1.9x at input 128, but minutes of compiling per input shape).
-    mode may also name one of these explicitly: "eager", "channels_last", "onnxruntime" (CPU),
-    "autocast-fp16" (CUDA).
-    """
-    return FastInference(model, device, mode)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from .atomic import atomic_write
 from .metrics import mask_iou
-from .patches import boundary_patches, crop_boxes, network_inputs
+from .patches import crop_boxes, network_inputs
 
 
 class TrainInputError(ValueError):

@@ -65,7 +65,15 @@ def paint_labels(labels: np.ndarray, crops, region: tuple[int, int, int, int]) -
         part = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
         window = labels[iy0:iy1, ix0:ix1]
         window[mask[part]] = slot(j)
-        window[outline_of(mask)[part]] = slot(j) + SLOTS
+        window[_outline_part(mask, iy0 - y0, iy1 - y0, ix0 - x0, ix1 - x0)] = slot(j) + SLOTS
+
+
+def _outline_part(mask: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """``outline_of(mask)[r0:r1, c0:c1]``, eroding only that part and a 1-pixel margin (a brush
+    stroke repaints a small window of a large instance)."""
+    m0, n0 = max(r0 - 1, 0), max(c0 - 1, 0)
+    around = outline_of(mask[m0:min(r1 + 1, mask.shape[0]), n0:min(c1 + 1, mask.shape[1])])
+    return around[r0 - m0:r1 - m0, c0 - n0:c1 - n0]  # the margin makes the 3x3 erosion exact inside
 
 
 def crop_box(crop) -> tuple[int, int, int, int] | None:
