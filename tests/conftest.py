@@ -10,7 +10,8 @@ import torch
 
 torch.set_num_threads(1)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# BPR_SHARED_DATA: the shared data of a checkout that is not beside shared/ (a git worktree)
+SHARED_DATA = Path(os.environ.get("BPR_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

@@ -200,6 +200,35 @@ def test_results_match_by_image_id_file_name_and_folder_rules(tmp_path):
         read_coco_results(tmp_path / "res2.json", folder)
 
 
+def test_a_deleted_image_is_an_error_naming_it_never_another_photo(tmp_path):
+    # issue 11.1: with positions as ids, the deleted photo's id pointed at the next photo
+    dataset = make_dataset(tmp_path / "img", scores=True)
+    cv2.imwrite(str(tmp_path / "img" / "img2.png"), np.zeros((H, W, 3), np.uint8))
+    dataset.images.append(ImageRecord(path=tmp_path / "img" / "img2.png", width=W, height=H, image_id=12,
+                                      instances=[Instance.from_mask(shapes()[0], 1, score=0.5)]))
+    for k, record in enumerate(dataset.images):  # ids as images_from_folder gives them: positions
+        record.image_id = k
+    write_coco_results(dataset, tmp_path / "res.json")
+    (tmp_path / "img" / "img0.png").unlink()
+    folder = images_from_folder(tmp_path / "img")
+    assert [r.path.name for r in folder.images] == ["img1.png", "img2.png"]
+    with pytest.raises(DatasetError, match=r"res.json: result 0: file_name 'img0.png': no such image among "
+                                           r"the 2 images read \(missing or unreadable\)"):
+        read_coco_results(tmp_path / "res.json", folder)
+    errors = []
+    preds = read_coco_results(tmp_path / "res.json", folder, errors=errors)
+    assert len(errors) == 4 and all("img0.png" in message for _, message in errors)
+    assert [len(r.instances) for r in preds.images] == [4, 1]  # nothing moved onto img1 or img2
+    assert preds.images[0].instances[0].score == dataset.images[1].instances[0].score
+
+    entries = json.loads((tmp_path / "res.json").read_text())
+    entries[4]["file_name"] = ""
+    (tmp_path / "res.json").write_text(json.dumps(entries))
+    errors = []
+    read_coco_results(tmp_path / "res.json", folder, errors=errors)
+    assert errors[4][1].endswith("res.json: result 4: 'file_name' must be a non-empty string, got ''")
+
+
 def test_numeric_file_names_give_coco_ids(tmp_path):
     for name in ("000000000139.jpg", "000000000285.jpg"):
         cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))

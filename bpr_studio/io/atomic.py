@@ -7,11 +7,14 @@ leaves the previous file as it was; readers never see a half-written file.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..core.atomic import atomic_write
+from .errors import DatasetError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -38,3 +41,34 @@ def atomic_copy(source: str | Path, path: str | Path) -> Path:
     """Copy the file ``source`` to ``path`` through a temporary file in the target folder."""
     with open(source, "rb") as src:
         return atomic_write(path, lambda f: shutil.copyfileobj(src, f))
+
+
+def check_output_path(path: str | Path, *, folder: bool = False) -> Path:
+    """Check, before any work starts, that ``path`` can be written; returns it as a Path.
+
+    folder False: ``path`` is a file to write (it may exist; it must not be a folder). folder
+    True: ``path`` is a folder to write files into (it may exist; it must not be a file). Folders
+    that do not exist yet must be creatable: the nearest existing one above must be a folder we
+    can write in, which is tested by creating and removing a temporary file there, so nothing is
+    left behind. Raises DatasetError naming ``path`` as the user gave it.
+    """
+    path = Path(path).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise DatasetError(f"{path}: is a file; expected a folder to write into")
+    if not folder and path.is_dir():
+        raise DatasetError(f"{path}: is a folder; expected the path of a file to write")
+    probe_in = path if folder else path.parent
+    nearest = probe_in
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise DatasetError(f"{path}: cannot create folder {probe_in}, because {nearest} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(dir=nearest, prefix=".bpr-write-check.", suffix=".tmp")
+    except OSError as exc:
+        where = "" if nearest == probe_in else f" (to create {probe_in})"
+        raise DatasetError(f"{path}: cannot write in folder {nearest}{where}: "
+                           f"{exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path

@@ -7,9 +7,12 @@ the width and height the file states (only the header is read, not the pixels).
 
 Image ids of a results file are matched to images by these rules, first match wins:
 1. the entry carries ``"file_name"``: the image whose path ends with that name
-   (``write_coco_results`` writes it);
-2. its ``image_id`` equals an image's ``image_id`` (from the annotations file; for a plain folder
-   of images ``images_from_folder`` sets ids as in its docstring).
+   (``write_coco_results`` writes it); when no image has that name (its file was deleted or is
+   unreadable) the entry is an error naming it: its ``image_id`` is never used instead, because
+   for a plain folder that id is a position which now points at another photo;
+2. an entry without ``file_name``: its ``image_id`` equals an image's ``image_id`` (from the
+   annotations file; for a plain folder of images ``images_from_folder`` sets ids as in its
+   docstring).
 A result whose image cannot be found is a DatasetError naming the entry.
 """
 
@@ -177,13 +180,17 @@ def images_from_folder(images_dir: str | Path, errors: Errors = None, progress: 
 
 def _find_record(entry: dict, by_id: dict, records: list[ImageRecord]) -> ImageRecord | None:
     name = entry.get("file_name")
-    if isinstance(name, str) and name:
+    if name is not None and not (isinstance(name, str) and name):
+        raise DatasetError(f"'file_name' must be a non-empty string, got {name!r}")
+    if name is not None:
         suffix = "/" + name.replace("\\", "/").lstrip("./")
         matches = [r for r in records if ("/" + r.path.as_posix()).endswith(suffix)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise DatasetError(f"file_name {name!r} matches {len(matches)} images")
+        raise DatasetError(f"file_name {name!r}: no such image among the {len(records)} images read "
+                           "(missing or unreadable)")
     image_id = entry.get("image_id")
     if isinstance(image_id, (int, str)):
         return by_id.get(image_id)
@@ -222,8 +229,7 @@ def read_coco_results(results: str | Path, images: Dataset, errors: Errors = Non
             except DatasetError as exc:
                 raise DatasetError(f"{where}: {exc}") from None
             if record is None:
-                raise DatasetError(f"{where}: no image found for image_id {entry.get('image_id')!r}"
-                                   + (f" / file_name {entry['file_name']!r}" if "file_name" in entry else ""))
+                raise DatasetError(f"{where}: no image found for image_id {entry.get('image_id')!r}")
             if not is_number(entry.get("score")):
                 raise DatasetError(f"{where} (image {record.path.name}): 'score' must be a number, got {entry.get('score')!r}")
             if open_categories and is_int(entry.get("category_id")):
