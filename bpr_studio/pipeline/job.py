@@ -119,8 +119,9 @@ def output_entries(job: RefineJob, results: dict[int, ImageResult]) -> list:
     return out
 
 
-def problem_lines(job: RefineJob, failures: list[ImageResult]) -> list[str]:
-    """One line per image with a problem: what went wrong and how many masks were written unchanged."""
+def problem_lines(job: RefineJob, failures: list[ImageResult], written: bool = True) -> list[str]:
+    """One line per image with a problem: what went wrong and (when the output was ``written``) how
+    many of its masks were written unchanged."""
     problems = {label: list(messages) for label, messages in job.problems.items()}
     unchanged = dict(job.unreadable)
     for result in failures:
@@ -130,7 +131,7 @@ def problem_lines(job: RefineJob, failures: list[ImageResult]) -> list[str]:
     lines = []
     for label, messages in problems.items():
         line = messages[0] + (f" (and {len(messages) - 1} more problems)" if len(messages) > 1 else "")
-        if unchanged.get(label):
+        if unchanged.get(label) and written:
             n = unchanged[label]
             line += f"; its {n} coarse mask{'s' if n > 1 else ''} written unchanged"
         lines.append(line)

@@ -35,14 +35,16 @@ def run_pipelined(tasks: Iterable[ImageTask], refiners: list[Refiner], readers: 
     """Refine the tasks with one thread per refiner, fed by ``readers`` loading threads (default: as
     many as refiners). Yields results as they finish. Closing the generator stops the threads."""
     tasks = iter(tasks)
-    stop = threading.Event()
+    stop = threading.Event()  # end the work: the consumer left, or a thread crashed
+    closed = threading.Event()  # the consumer left: nobody reads the results any more
     lock = threading.Lock()
     readers_left = [readers or len(refiners)]
+    crashed: list[BaseException] = []
     loaded: queue.Queue = queue.Queue(maxsize=len(refiners) + 1)
     results: queue.Queue = queue.Queue(maxsize=2 * len(refiners) + 2)
 
-    def put(q: queue.Queue, item) -> bool:
-        while not stop.is_set():
+    def put(q: queue.Queue, item, until: threading.Event = stop) -> bool:
+        while not until.is_set():
             try:
                 q.put(item, timeout=0.1)
                 return True
@@ -69,6 +71,15 @@ def run_pipelined(tasks: Iterable[ImageTask], refiners: list[Refiner], readers: 
             put(loaded, _DONE)
 
     def refine(refiner: Refiner) -> None:
+        try:
+            refine_items(refiner)
+        except BaseException as exc:  # not an image's fault (e.g. KeyboardInterrupt): end the run with it
+            crashed.append(exc)
+            stop.set()
+        finally:
+            put(results, _DONE, until=closed)
+
+    def refine_items(refiner: Refiner) -> None:
         while not stop.is_set():
             try:
                 item = loaded.get(timeout=0.1)
@@ -84,7 +95,6 @@ def run_pipelined(tasks: Iterable[ImageTask], refiners: list[Refiner], readers: 
                     item = failed(item.task, exc)
             if not put(results, item):
                 return
-        put(results, _DONE)
 
     threads = [threading.Thread(target=read, daemon=True, name=f"bpr-read-{i}") for i in range(readers_left[0])]
     threads += [threading.Thread(target=refine, args=(r,), daemon=True, name=f"bpr-refine-{i}")
@@ -97,9 +107,12 @@ def run_pipelined(tasks: Iterable[ImageTask], refiners: list[Refiner], readers: 
             item = results.get()
             if item is _DONE:
                 running -= 1
-            else:
+            elif not stop.is_set():
                 yield item
+        if crashed:
+            raise crashed[0]
     finally:
+        closed.set()
         stop.set()
         for thread in threads:
             thread.join()

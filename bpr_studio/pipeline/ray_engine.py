@@ -33,7 +33,7 @@ class RayRefiner:
         threads = settings.get("threads")
         if threads:
             torch.set_num_threads(threads)
-        self.refiner = RefinerSettings(config, settings["weights"], settings["device"]).build()
+        self.refiner = RefinerSettings(config, settings["weights"], settings["device"], settings["fast"]).build()
 
     def __call__(self, batch: dict) -> dict:
         out = []
@@ -87,7 +87,7 @@ def run_ray(tasks: Iterable[ImageTask], settings: RefinerSettings, workers: int 
             return
         config = dataclasses.asdict(settings.config)
         actor_settings = {"config": config, "weights": settings.weights, "device": settings.device,
-                          "threads": None if gpus else 1}
+                          "fast": settings.fast, "threads": None if gpus else 1}
         data = ray.data.from_items(items, override_num_blocks=len(items))  # one image per block: even load
         data = data.map_batches(RayRefiner, fn_constructor_kwargs={"settings": actor_settings}, batch_size=1,
                                 batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),

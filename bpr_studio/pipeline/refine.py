@@ -77,14 +77,16 @@ def _engine_results(tasks, settings: RefinerSettings, engine: str, workers: int 
 
 def refine_dataset(job: RefineJob, out: str | Path, settings: RefinerSettings, *, engine: str = "pipelined",
                    workers: int | None = None, resume: bool = False, ray_address: str | None = None,
-                   fingerprint: dict | None = None, on_result: Callable[[ImageResult], None] | None = None,
+                   fingerprint: dict | None = None, on_start: Callable[[int], None] | None = None,
+                   on_result: Callable[[ImageResult], None] | None = None,
                    log: Callable[[str], None] = lambda s: None) -> RunSummary:
     """Refine every task of ``job`` and write the refined results file ``out``.
 
     Each finished image is appended to the shard folder beside ``out`` at once; at the end the
     results are merged into ``out`` atomically (the file does not exist, or keeps its old content,
     until then) and the shards are removed. resume: skip the images an earlier run with the same
-    ``fingerprint`` finished. on_result: called with each result of this run (after it is on disk).
+    ``fingerprint`` finished. on_start: called with the number of images this run refines;
+    on_result: with each result of this run (after it is on disk).
     Nothing is written when no image could be refined.
     """
     if engine not in ENGINES:
@@ -94,6 +96,8 @@ def refine_dataset(job: RefineJob, out: str | Path, settings: RefinerSettings, *
     done, summary.discarded = shards.start(resume)
     summary.resumed = len(done)
     todo = [t for t in job.tasks if t.index not in done]
+    if on_start is not None:
+        on_start(len(todo))
     threads = torch.get_num_threads()
     if engine == "pipelined" and (workers or 1) > 1:
         torch.set_num_threads(threads_per_refiner(workers))

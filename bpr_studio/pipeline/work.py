@@ -50,14 +50,15 @@ class ImageResult:
 @dataclass(frozen=True)
 class RefinerSettings:
     """What builds a Refiner, picklable for other processes: config, weights file (None = shipped),
-    device ("auto", "cpu", "cuda", ...)."""
+    device ("auto", "cpu", "cuda", ...), fast (Refiner's fast inference; False: eager PyTorch)."""
 
     config: RefinerConfig = field(default_factory=RefinerConfig)
     weights: str | None = None
     device: str = "auto"
+    fast: bool = True
 
     def build(self, device: str | None = None) -> Refiner:
-        return Refiner(self.config, weights=self.weights, device=device or self.device)
+        return Refiner(self.config, weights=self.weights, device=device or self.device, fast=self.fast)
 
 
 @dataclass
