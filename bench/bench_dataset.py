@@ -48,7 +48,7 @@ def make_dataset(folder: Path, n: int) -> tuple[Path, Path]:
     annotations.write_text(json.dumps(subset))
     predictions = folder / f"pred{n}.json"
     subprocess.run([sys.executable, "-m", "bpr_studio", "simulate", "--annotations", str(annotations),
-                    "--images", str(COCO_MVAL / "images"), "--out", str(predictions)],
+                    "--images", str(COCO_MVAL), "--out", str(predictions)],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return annotations, predictions
 
@@ -73,7 +73,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         annotations, predictions = make_dataset(tmp, args.images)
-        job = read_job(COCO_MVAL / "images", predictions, annotations)
+        job = read_job(COCO_MVAL, predictions, annotations)
         settings = RefinerSettings(device="cpu")
         instances = sum(len(t.rles) for t in job.tasks)
         print(f"{len(job.tasks)} images, {instances} instances; torch threads {__import__('torch').get_num_threads()}, "
@@ -115,7 +115,7 @@ def main() -> int:
             print()
             for n in (50, 200):
                 gt, pred = make_dataset(tmp, n)
-                rss = peak_rss_mb(["refine", "--images", str(COCO_MVAL / "images"), "--annotations", str(gt),
+                rss = peak_rss_mb(["refine", "--images", str(COCO_MVAL), "--annotations", str(gt),
                                    "--predictions", str(pred), "--out", str(tmp / f"rss{n}.json"),
                                    "--device", "cpu", "--workers", str(args.workers)])
                 print(f"peak RSS, pipelined refine of {n} images: {rss:.0f} MB", flush=True)

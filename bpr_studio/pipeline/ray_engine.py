@@ -54,7 +54,8 @@ def init_local_ray(num_cpus: int | None = None, **kwargs) -> None:
     import ray
 
     kwargs.setdefault("include_dashboard", False)
-    kwargs.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": package_root()}})
+    path = os.pathsep.join(p for p in (package_root(), os.environ.get("PYTHONPATH")) if p)
+    kwargs.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": path}})
     ray.init(num_cpus=num_cpus, **kwargs)
 
 
