@@ -63,62 +63,75 @@ def peak_rss_mb(args: list[str]) -> float:
     return usage.ru_maxrss / 1024
 
 
+def speed_table(tmp: Path, args: argparse.Namespace) -> None:
+    """Every engine on the first ``args.images`` photographs, one after another; prints the table."""
+    annotations, predictions = make_dataset(tmp, args.images)
+    job = read_job(COCO_MVAL, predictions, annotations)
+    settings = RefinerSettings(device="cpu")
+    instances = sum(len(t.rles) for t in job.tasks)
+    print(f"{len(job.tasks)} images, {instances} instances; torch threads {__import__('torch').get_num_threads()}, "
+          f"{os.cpu_count()} CPUs")
+    runs = {"serial": ("serial", "serial", {}), "pipelined1": ("pipelined, 1 refiner", "pipelined", {"workers": 1}),
+            "pipelinedN": (f"pipelined, {args.workers} refiners", "pipelined", {"workers": args.workers}),
+            "ray": (f"Ray local, {args.workers} CPU actors", "ray", {"workers": args.workers})}
+    runs = [runs[name] for name in args.engines.split(",")]
+    try:
+        from bpr_studio.pipeline.ray_engine import init_local_ray
+
+        import ray  # noqa: F401
+    except ImportError:
+        print("ray not installed: no Ray row")
+        runs = [r for r in runs if r[1] != "ray"]
+    rows, reference = [], None
+    for name, engine, options in runs:
+        if engine == "ray":
+            init_local_ray(num_cpus=args.workers, log_to_driver=False)
+        out = tmp / f"{engine}{options.get('workers', '')}.json"
+        start = time.perf_counter()
+        summary = refine_dataset(job, out, settings, engine=engine, **options)
+        seconds = time.perf_counter() - start
+        if engine == "ray":
+            ray.shutdown()
+        data = out.read_bytes()
+        reference = reference or data
+        rows.append((name, len(job.tasks) / seconds, summary.patches / seconds, summary.first_result_s,
+                     data == reference, len(summary.failed)))
+        print(f"  {name}: {seconds:.1f} s", flush=True)
+    base = next((r[1] for r in rows if r[0] == "serial"), rows[0][1])
+    print(f"\n{summary.patches} patches\n")
+    print(f"| engine | images/s | patches/s | vs serial | first result | same file as {rows[0][0]} |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, ips, pps, first, same, failed in rows:
+        print(f"| {name} | {ips:.2f} | {pps:.1f} | {ips / base:.2f}x | {first:.1f} s | "
+              f"{'yes' if same else 'NO'}{f' ({failed} failed)' if failed else ''} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50, help="photographs for the speed table (default 50)")
     parser.add_argument("--workers", type=int, default=2, help="pipelined refiners and Ray actors (default 2)")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (50 and 200 images)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed table")
+    parser.add_argument("--engines", default="serial,pipelined1,pipelinedN,ray",
+                        help="rows of the speed table (default serial,pipelined1,pipelinedN,ray; serial is the base)")
+    parser.add_argument("--rss-input-size", type=int, default=None,
+                        help="network input side of the RSS runs (default: the weights'; 32 makes them quick)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        annotations, predictions = make_dataset(tmp, args.images)
-        job = read_job(COCO_MVAL, predictions, annotations)
-        settings = RefinerSettings(device="cpu")
-        instances = sum(len(t.rles) for t in job.tasks)
-        print(f"{len(job.tasks)} images, {instances} instances; torch threads {__import__('torch').get_num_threads()}, "
-              f"{os.cpu_count()} CPUs")
-        runs = [("serial", "serial", {}), ("pipelined, 1 refiner", "pipelined", {"workers": 1}),
-                (f"pipelined, {args.workers} refiners", "pipelined", {"workers": args.workers})]
-        try:
-            from bpr_studio.pipeline.ray_engine import init_local_ray
-
-            import ray  # noqa: F401
-
-            runs.append((f"Ray local, {args.workers} CPU actors", "ray", {"workers": args.workers}))
-        except ImportError:
-            print("ray not installed: no Ray row")
-        rows, reference = [], None
-        for name, engine, options in runs:
-            if engine == "ray":
-                init_local_ray(num_cpus=args.workers, log_to_driver=False)
-            out = tmp / f"{engine}{options.get('workers', '')}.json"
-            start = time.perf_counter()
-            summary = refine_dataset(job, out, settings, engine=engine, **options)
-            seconds = time.perf_counter() - start
-            if engine == "ray":
-                ray.shutdown()
-            data = out.read_bytes()
-            reference = reference or data
-            rows.append((name, len(job.tasks) / seconds, summary.patches / seconds, summary.first_result_s,
-                         data == reference, len(summary.failed)))
-            print(f"  {name}: {seconds:.1f} s", flush=True)
-        base = rows[0][1]
-        print(f"\n{summary.patches} patches\n")
-        print("| engine | images/s | patches/s | vs serial | first result | same file as serial |")
-        print("|---|---:|---:|---:|---:|---|")
-        for name, ips, pps, first, same, failed in rows:
-            print(f"| {name} | {ips:.2f} | {pps:.1f} | {ips / base:.2f}x | {first:.1f} s | "
-                  f"{'yes' if same else 'NO'}{f' ({failed} failed)' if failed else ''} |")
-
+        if not args.no_speed:
+            speed_table(tmp, args)
         if not args.no_rss:
             print()
             for n in (50, 200):
                 gt, pred = make_dataset(tmp, n)
                 rss = peak_rss_mb(["refine", "--images", str(COCO_MVAL), "--annotations", str(gt),
                                    "--predictions", str(pred), "--out", str(tmp / f"rss{n}.json"),
-                                   "--device", "cpu", "--workers", str(args.workers)])
-                print(f"peak RSS, pipelined refine of {n} images: {rss:.0f} MB", flush=True)
+                                   "--device", "cpu"]
+                                  + (["--input-size", str(args.rss_input_size)] if args.rss_input_size else []))
+                print(f"peak RSS, pipelined refine of {n} images"
+                      f"{f' at input {args.rss_input_size}' if args.rss_input_size else ''}: {rss:.0f} MB", flush=True)
     return 0
 
 

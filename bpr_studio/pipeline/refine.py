@@ -9,6 +9,7 @@ from typing import Callable
 
 import torch
 
+from ..core.refiner import pick_device
 from ..io.atomic import atomic_write_json
 from .job import RefineJob, output_entries
 from .local import run_pipelined, run_serial, threads_per_refiner
@@ -51,6 +52,17 @@ def fingerprint(images_dir: Path, predictions: Path, annotations: Path | None, s
             "annotations": file_digest(annotations) if annotations else None,
             "config": settings.config.to_dict(),
             "weights": [str(weights.absolute()), stat.st_size, stat.st_mtime_ns] if stat else str(weights)}
+
+
+def default_workers(device: str) -> int:
+    """Refiners of a pipelined run: one per GPU; on the CPU two, sharing the threads (1.2x one on
+    the 2-core development machine, bench/bench_dataset.py), fewer when there is one thread."""
+    device = pick_device(device)
+    if device.type == "cuda":
+        return torch.cuda.device_count() if device.index is None else 1
+    if device.type == "cpu":
+        return min(2, torch.get_num_threads())
+    return 1
 
 
 def _engine_results(tasks, settings: RefinerSettings, engine: str, workers: int | None, ray_address: str | None,
@@ -99,7 +111,9 @@ def refine_dataset(job: RefineJob, out: str | Path, settings: RefinerSettings, *
     if on_start is not None:
         on_start(len(todo))
     threads = torch.get_num_threads()
-    if engine == "pipelined" and (workers or 1) > 1:
+    if engine == "pipelined" and workers is None:
+        workers = default_workers(settings.device)
+    if engine == "pipelined" and workers > 1:
         torch.set_num_threads(threads_per_refiner(workers))
     start = time.perf_counter()
     results = None
