@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -89,6 +90,9 @@ def run_ray(tasks: Iterable[ImageTask], settings: RefinerSettings, workers: int 
         config = dataclasses.asdict(settings.config)
         actor_settings = {"config": config, "weights": settings.weights, "device": settings.device,
                           "fast": settings.fast, "threads": None if gpus else 1}
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the CLI draws its own
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         data = ray.data.from_items(items, override_num_blocks=len(items))  # one image per block: even load
         data = data.map_batches(RayRefiner, fn_constructor_kwargs={"settings": actor_settings}, batch_size=1,
                                 batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
