@@ -97,9 +97,9 @@ def speed_table(tmp: Path, args: argparse.Namespace) -> None:
         rows.append((name, len(job.tasks) / seconds, summary.patches / seconds, summary.first_result_s,
                      data == reference, len(summary.failed)))
         print(f"  {name}: {seconds:.1f} s", flush=True)
-    base = next((r[1] for r in rows if r[0] == "serial"), rows[0][1])
+    base_name, base = next(((r[0], r[1]) for r in rows if r[0] == "serial"), rows[0][:2])
     print(f"\n{summary.patches} patches\n")
-    print(f"| engine | images/s | patches/s | vs serial | first result | same file as {rows[0][0]} |")
+    print(f"| engine | images/s | patches/s | vs {base_name} | first result | same file as {rows[0][0]} |")
     print("|---|---:|---:|---:|---:|---|")
     for name, ips, pps, first, same, failed in rows:
         print(f"| {name} | {ips:.2f} | {pps:.1f} | {ips / base:.2f}x | {first:.1f} s | "
