@@ -60,23 +60,85 @@ def test_refine_writes_coco_results(dataset):
         np.testing.assert_array_equal(mask[far], old[far])  # far from every boundary: untouched
 
 
-def test_missing_image_is_reported_and_the_rest_refined(dataset, capsys):
+def decoded(entry):
+    return mask_utils.decode({"size": entry["segmentation"]["size"],
+                              "counts": entry["segmentation"]["counts"].encode()}).astype(bool)
+
+
+def test_missing_image_is_reported_once_and_its_coarse_masks_kept(dataset, capsys):
     (dataset / "images" / "img2.png").unlink()
     assert main(refine_args(dataset)) == 1
     err = capsys.readouterr().err
-    assert "img2.png" in err and "not found" in err
+    lines = [line for line in err.splitlines() if "img2.png" in line]
+    assert len(lines) == 1 and "not found" in lines[0] and "2 coarse masks written unchanged" in lines[0]
+    coarse = json.loads((dataset / "pred.json").read_text())
     refined = json.loads((dataset / "refined.json").read_text())
-    assert {r["image_id"] for r in refined} == {1}
+    assert [r["image_id"] for r in refined] == [1, 1, 2, 2]
+    for before, after in zip(coarse[2:], refined[2:]):
+        np.testing.assert_array_equal(decoded(after), decoded(before))
 
 
-def test_mask_of_the_wrong_size_is_reported(dataset, capsys):
+def test_garbage_image_of_a_folder_keeps_its_coarse_masks(dataset, capsys):
+    """Without --annotations: the results name their files; an unreadable one is one message."""
+    results = json.loads((dataset / "pred.json").read_text())
+    for r in results:
+        r["file_name"] = f"img{r['image_id']}.png"
+    (dataset / "pred.json").write_text(json.dumps(results))
+    (dataset / "images" / "img2.png").write_bytes(b"not a png")
+    args = refine_args(dataset)
+    i = args.index("--annotations")
+    del args[i:i + 2]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "img2.png" in line]
+    assert len(lines) == 1 and "2 coarse masks written unchanged" in lines[0], err
+    refined = json.loads((dataset / "refined.json").read_text())
+    assert len(refined) == 4 and refined[2:] == results[2:]
+
+
+def test_mask_of_the_wrong_size_is_reported_and_written_unchanged(dataset, capsys):
     results = json.loads((dataset / "pred.json").read_text())
     results[0]["segmentation"] = encode_rle(np.ones((30, 40), bool))
     (dataset / "pred.json").write_text(json.dumps(results))
     assert main(refine_args(dataset)) == 1
     err = capsys.readouterr().err
     assert "result 0" in err and "img1.png" in err
-    assert len(json.loads((dataset / "refined.json").read_text())) == 3
+    refined = json.loads((dataset / "refined.json").read_text())
+    assert len(refined) == 4 and refined[0] == results[0]
+
+
+def test_no_output_file_when_every_input_is_bad(dataset, capsys):
+    for name in ("img1.png", "img2.png"):
+        (dataset / "images" / name).unlink()
+    assert main(refine_args(dataset)) == 1
+    err = capsys.readouterr().err
+    assert "not written" in err and err.count("not found") == 2
+    assert not (dataset / "refined.json").exists()
+    assert not list(dataset.glob(".refined.json*"))  # no shards or temporary files left
+
+
+@pytest.mark.parametrize("out", ["missing_dir_is_a_file/x.json", "."])
+def test_unwritable_out_is_reported_before_any_work(dataset, capsys, monkeypatch, out):
+    (dataset / "missing_dir_is_a_file").write_text("")
+    import bpr_studio.pipeline.job as job
+
+    monkeypatch.setattr(job, "read_job", None)  # reading would fail loudly: the check comes first
+    args = refine_args(dataset)
+    args[args.index("--out") + 1] = str(dataset / out) if out != "." else str(dataset)
+    assert main(args) == 2
+    assert str(dataset) in capsys.readouterr().err
+
+
+def test_refine_prints_patches_rate_and_kept_small(dataset, capsys):
+    args = refine_args(dataset)
+    args[args.index("--min-size") + 1] = "30"  # the discs are 23 px wide
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "0 patches" in err and "patches/s" in err
+    assert "4 instances kept their coarse mask for being smaller than --min-size 30 px" in err
+    assert main(refine_args(dataset)) == 0
+    err = capsys.readouterr().err
+    assert "0 instances kept their coarse mask" in err and " 0 patches" not in err
 
 
 def test_missing_weights_file_is_a_clear_error(dataset, capsys):

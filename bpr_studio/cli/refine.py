@@ -27,51 +27,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_min_size_argument(parser)
     parser.add_argument("--batch-size", type=int, default=32, help="patches per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--engine", choices=("serial", "pipelined", "ray"), default="pipelined",
+                        help="pipelined (default): threads decode and extract the next images while the network "
+                             "runs; serial: one image after another; ray: Ray actors, one refiner each "
+                             "(pip install 'bpr-studio[ray]')")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="refiners side by side (pipelined: default one per GPU, on the CPU 2 sharing "
+                             "its threads; ray: actors, default one per GPU, else one per CPU)")
+    parser.add_argument("--ray-address", default=None,
+                        help="join this Ray cluster (HOST:PORT or 'auto', after `ray start`); default: a local Ray")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the images an interrupted run with the same inputs and settings finished")
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..core.config import RefinerConfig
-    from ..core.refiner import Refiner
-    from ..io.coco import images_from_folder, read_coco, read_coco_results, write_coco_results
-    from ..io.dataset import Dataset, ImageRecord, Instance
-    from ..io.errors import DatasetError
-    from ..io.images import read_image
+    from ..io.atomic import check_output_path
+    from ..pipeline.job import problem_lines, read_job
+    from ..pipeline.refine import fingerprint, refine_dataset
+    from ..pipeline.work import RefinerSettings
 
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.ray_address and args.engine != "ray":
+        raise ValueError("--ray-address needs --engine ray")
+    check_output_path(args.out)
     config = RefinerConfig(patch_size=args.patch_size, padding=args.padding, input_size=args.input_size,
                            nms_thr=args.nms_thr, batch_size=args.batch_size, min_size=args.min_size)
-    problems: list[tuple[Path, str]] = []  # (file, message) of every image or entry left unrefined
-    if args.annotations:
-        image_table = read_coco(args.annotations, args.images, errors=problems)
-    else:
-        image_table = images_from_folder(args.images, errors=problems)
-    predictions = read_coco_results(args.predictions, image_table, errors=problems)
-    refiner = Refiner(config, weights=args.weights, device=args.device)
-    print(f"refining on {refiner.device_name} with {refiner.weights_path}", file=sys.stderr)
+    weights = str(args.weights.absolute()) if args.weights else None
+    settings = RefinerSettings(config, weights, args.device)
+    if args.engine != "ray":
+        settings.build()  # a bad weights file or device fails here, before any reading
+    elif weights and not Path(weights).is_file():
+        raise ValueError(f"{args.weights}: weights file not found")
+    job = read_job(args.images, args.predictions, args.annotations)
+    prints = fingerprint(args.images, args.predictions, args.annotations, settings)
 
-    out_images = []
-    todo = [rec for rec in predictions.images if rec.instances]
-    with tqdm(total=sum(len(rec.instances) for rec in todo), unit="inst", desc="refine") as bar:
-        for rec in todo:
-            try:
-                image = read_image(rec.path, expected_size=(rec.width, rec.height))
-            except DatasetError as exc:
-                problems.append((rec.path, f"{exc} (its coarse masks were written unchanged)"))
-                out_images.append(rec)
-                bar.update(len(rec.instances))
-                continue
-            refined = refiner.refine(image, rec.masks(), on_instance=lambda r: bar.update(1))
-            instances = [Instance.from_mask(r.mask, inst.category_id, score=inst.score, iscrowd=inst.iscrowd,
-                                            source_id=inst.source_id, attributes=dict(inst.attributes))
-                         for r, inst in zip(refined, rec.instances)]
-            out_images.append(ImageRecord(rec.path, rec.width, rec.height, instances, rec.image_id))
-    write_coco_results(Dataset(out_images, predictions.categories), args.out)
-    n_written = sum(len(rec.instances) for rec in out_images)
-    print(f"wrote {n_written} instances of {len(out_images)} images to {args.out}", file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} problem(s):", file=sys.stderr)
-        for _, message in problems:
-            print(f"  {message}", file=sys.stderr)
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    with tqdm(total=len(job.tasks), unit="img", desc="refine", file=sys.stderr) as bar:
+        patches = [0]
+
+        def on_result(result) -> None:
+            patches[0] += result.patches
+            bar.update(1)
+            elapsed = bar.format_dict["elapsed"]
+            bar.set_postfix_str(f"{patches[0] / elapsed if elapsed else 0:.1f} patches/s", refresh=False)
+
+        summary = refine_dataset(job, args.out, settings, engine=args.engine, workers=args.workers,
+                                 resume=args.resume, ray_address=args.ray_address, fingerprint=prints,
+                                 on_start=lambda todo: bar.reset(total=todo), on_result=on_result,
+                                 log=lambda m: bar.write(m, file=sys.stderr))
+    if summary.discarded:
+        log(f"discarded {summary.discarded} images finished by an earlier run (--resume keeps them)")
+    if summary.resumed:
+        log(f"resumed: {summary.resumed} images were refined by an earlier run")
+    if summary.out_written:
+        log(f"wrote {summary.written} instances of {len(job.tasks)} images to {args.out}")
+    else:
+        log(f"nothing could be refined; {args.out} was not written")
+    log(f"{summary.refined} images refined, {summary.patches} patches "
+        f"({summary.run_patches} in {summary.seconds:.1f} s this run, {summary.patches_per_s:.1f} patches/s); "
+        f"{summary.kept_small} instances kept their coarse mask for being smaller than --min-size {args.min_size} px")
+    lines = problem_lines(job, summary.failed, summary.out_written)
+    if lines:
+        log(f"{len(lines)} image(s) with problems:")
+        for line in lines:
+            log(f"  {line}")
         return 1
     return 0

@@ -149,10 +149,13 @@ class Refiner:
     def refine(self, image: np.ndarray, masks: np.ndarray,
                on_instance: Callable[[RefinedInstance], None] | None = None,
                should_stop: Callable[[], bool] | None = None,
-               on_batch: Callable[[int, int], None] | None = None) -> list[RefinedInstance]:
+               on_batch: Callable[[int, int], None] | None = None,
+               boxes: list[np.ndarray] | None = None) -> list[RefinedInstance]:
         """Refine every mask of one image.
 
-        image: (H, W, 3) uint8 RGB. masks: (N, H, W) bool coarse masks.
+        image: (H, W, 3) uint8 RGB. masks: (N, H, W) bool coarse masks. boxes: the N patch boxes
+        ``patches(mask)`` gives, when a caller has already computed them (a pipeline that extracts
+        patches of the next image while the network runs); None computes them here.
         Patches of all instances go through the network in batches of config.batch_size;
         ``on_instance`` gets each instance as soon as its last patch is done; ``should_stop`` is
         polled before every batch and RefineCancelled is raised when it returns True;
@@ -162,7 +165,10 @@ class Refiner:
         """
         image, masks = _checked_inputs(image, masks)
         cfg = self.config
-        boxes = [self.patches(m) for m in masks]
+        if boxes is None:
+            boxes = [self.patches(m) for m in masks]
+        elif len(boxes) != len(masks):
+            raise ValueError(f"got {len(boxes)} box arrays for {len(masks)} masks")
         counts = np.array([len(b) for b in boxes], np.int64)
         all_boxes = np.concatenate(boxes) if len(boxes) else np.zeros((0, 4), np.int32)
         image_crops = crop_boxes(image, all_boxes, cfg.padding)

@@ -80,7 +80,7 @@ def _read_categories(data: dict, path: Path) -> dict[int, str]:
     return categories
 
 
-def _record_from_image(entry, index: int, path: Path, images_dir: Path) -> ImageRecord:
+def _record_from_image(entry, index: int, path: Path, images_dir: Path, check_image: bool = True) -> ImageRecord:
     where = f"{path}: image {index}"
     if not isinstance(entry, dict):
         raise DatasetError(f"{where}: must be an object with id, file_name, width, height")
@@ -93,12 +93,13 @@ def _record_from_image(entry, index: int, path: Path, images_dir: Path) -> Image
     if not (is_int(width) and is_int(height) and width > 0 and height > 0):
         raise DatasetError(f"{where} ({name}): 'width' and 'height' must be positive integers, got {width!r}, {height!r}")
     image_path = images_dir / name
-    check_image_size(image_path, width, height)
+    if check_image:
+        check_image_size(image_path, width, height)
     return ImageRecord(path=image_path, width=width, height=height, image_id=image_id)
 
 
 def read_coco(annotations: str | Path, images_dir: str | Path | None = None, errors: Errors = None,
-              progress: Progress = None) -> Dataset:
+              progress: Progress = None, check_images: bool = True) -> Dataset:
     """Read a COCO annotations file (ground truth, or any file with 'images' and 'annotations').
 
     images_dir: folder that ``file_name`` is relative to; None = the JSON file's folder (as
@@ -106,6 +107,8 @@ def read_coco(annotations: str | Path, images_dir: str | Path | None = None, err
     ``(path, message)`` for each bad image or annotation and leaves that one out. progress:
     called as progress(done, total) after each image. Image ids, annotation ids (as
     ``Instance.source_id``) and extra annotation keys (``Instance.attributes``) are kept.
+    check_images=False trusts the stated sizes without opening the image files (for a caller that
+    reads every image anyway and reports a bad one then, as ``refine`` does).
     """
     path = Path(annotations)
     data = read_json(path, dict)
@@ -139,7 +142,7 @@ def read_coco(annotations: str | Path, images_dir: str | Path | None = None, err
     total = len(data["images"])
     for index, entry in enumerate(data["images"]):
         with collected(errors, path):
-            record = _record_from_image(entry, index, path, images_dir)
+            record = _record_from_image(entry, index, path, images_dir, check_images)
             for ann in by_image.get(record.image_id, []):
                 where = f"{path}: annotation id {ann.get('id')!r} (image {record.path.name})"
                 with collected(errors, path):
@@ -194,7 +197,8 @@ def _find_record(entry: dict, by_id: dict, records: list[ImageRecord]) -> ImageR
     return None
 
 
-def read_coco_results(results: str | Path, images: Dataset, errors: Errors = None) -> Dataset:
+def read_coco_results(results: str | Path, images: Dataset, errors: Errors = None,
+                      entry_images: list | None = None) -> Dataset:
     """Read a COCO results file (a list of {image_id, category_id, segmentation, score}).
 
     images: the Dataset the results belong to (from ``read_coco`` or ``images_from_folder``).
@@ -203,6 +207,9 @@ def read_coco_results(results: str | Path, images: Dataset, errors: Errors = Non
     cannot be found, or whose RLE size disagrees with its image, is a DatasetError naming it.
     When ``images`` has categories, an unknown category id is an error; when it has none, the
     categories are the ids found, named by their number.
+    entry_images: a list that receives, for each entry of the file in order, ``(image index in the
+    returned Dataset or None when no image matched, message of the DatasetError that left the entry
+    out or None)``; with ``errors`` a list, so a caller can keep the entries that were left out.
     """
     path = Path(results)
     entries = read_json(path, list)
@@ -210,8 +217,10 @@ def read_coco_results(results: str | Path, images: Dataset, errors: Errors = Non
     by_id = {r.image_id: r for r in records}
     categories = dict(images.categories)
     open_categories = not categories
+    index_of = {id(r): i for i, r in enumerate(records)}
     for k, entry in enumerate(entries):
         where = f"{path}: result {k}"
+        record, n_errors = None, len(errors or ())
         with collected(errors, path):
             if not isinstance(entry, dict):
                 raise DatasetError(f"{where}: must be an object with image_id, category_id, segmentation, score")
@@ -227,6 +236,9 @@ def read_coco_results(results: str | Path, images: Dataset, errors: Errors = Non
             if open_categories and is_int(entry.get("category_id")):
                 categories.setdefault(entry["category_id"], str(entry["category_id"]))
             record.instances.append(_instance_from_annotation(entry, f"{where} (image {record.path.name})", record, categories))
+        if entry_images is not None:
+            failed = errors is not None and len(errors) > n_errors
+            entry_images.append((None if record is None else index_of[id(record)], errors[-1][1] if failed else None))
     return Dataset(images=records, categories=categories)
 
 

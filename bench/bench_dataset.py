@@ -1,0 +1,139 @@
+"""Dataset refinement benchmark: serial, pipelined and Ray (local, 2 CPU actors) in one run.
+
+Run from the repository root (Ray from the ``ray`` extra; without it the Ray row is skipped)::
+
+    python bench/bench_dataset.py                 # 50 coco_mval photographs, then peak RSS 50 vs 200
+    python bench/bench_dataset.py --images 20 --no-rss
+
+Data: the first ``--images`` photographs of shared/data/coco_mval (about 640 px on the long side)
+with simulated Mask R-CNN coarse masks (``bpr-studio simulate``), the shipped weights and the
+default RefinerConfig (input 128, NMS 0.25, min size 96). Each engine refines the whole set in this
+process (model loading and ONNX export included, as a user's run has them); the table gives images/s,
+patches/s, the ratio to serial, the time to the first finished image, and whether the output file is
+byte-identical to the serial run's. Peak RSS: ``bpr-studio refine`` (pipelined) on 50 and on 200
+images, each in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bpr_studio.pipeline.job import read_job  # noqa: E402
+from bpr_studio.pipeline.refine import refine_dataset  # noqa: E402
+from bpr_studio.pipeline.work import RefinerSettings  # noqa: E402
+
+COCO_MVAL = Path(os.environ.get("BPR_SHARED_DATA") or ROOT.parent / "shared" / "data") / "coco_mval"
+
+
+def make_dataset(folder: Path, n: int) -> tuple[Path, Path]:
+    """The first n coco_mval images and their annotations, and simulated predictions. Returns
+    (annotations, predictions)."""
+    data = json.loads((COCO_MVAL / "annotations.json").read_text())
+    images = data["images"][:n]
+    if len(images) < n:
+        raise SystemExit(f"{COCO_MVAL} has only {len(images)} images")
+    ids = {im["id"] for im in images}
+    subset = dict(data, images=images, annotations=[a for a in data["annotations"] if a["image_id"] in ids])
+    annotations = folder / f"gt{n}.json"
+    annotations.write_text(json.dumps(subset))
+    predictions = folder / f"pred{n}.json"
+    subprocess.run([sys.executable, "-m", "bpr_studio", "simulate", "--annotations", str(annotations),
+                    "--images", str(COCO_MVAL), "--out", str(predictions)],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return annotations, predictions
+
+
+def peak_rss_mb(args: list[str]) -> float:
+    """Peak resident memory (MB) of a child process running ``python -m bpr_studio ARGS``."""
+    proc = subprocess.Popen([sys.executable, "-m", "bpr_studio"] + args, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"refine failed with status {status}: {args}")
+    return usage.ru_maxrss / 1024
+
+
+def speed_table(tmp: Path, args: argparse.Namespace) -> None:
+    """Every engine on the first ``args.images`` photographs, one after another; prints the table."""
+    annotations, predictions = make_dataset(tmp, args.images)
+    job = read_job(COCO_MVAL, predictions, annotations)
+    settings = RefinerSettings(device="cpu")
+    instances = sum(len(t.rles) for t in job.tasks)
+    print(f"{len(job.tasks)} images, {instances} instances; torch threads {__import__('torch').get_num_threads()}, "
+          f"{os.cpu_count()} CPUs")
+    runs = {"serial": ("serial", "serial", {}), "pipelined1": ("pipelined, 1 refiner", "pipelined", {"workers": 1}),
+            "pipelinedN": (f"pipelined, {args.workers} refiners", "pipelined", {"workers": args.workers}),
+            "ray": (f"Ray local, {args.workers} CPU actors", "ray", {"workers": args.workers})}
+    runs = [runs[name] for name in args.engines.split(",")]
+    try:
+        from bpr_studio.pipeline.ray_engine import init_local_ray
+
+        import ray  # noqa: F401
+    except ImportError:
+        print("ray not installed: no Ray row")
+        runs = [r for r in runs if r[1] != "ray"]
+    rows, reference = [], None
+    for name, engine, options in runs:
+        if engine == "ray":
+            init_local_ray(num_cpus=args.workers, log_to_driver=False)
+        out = tmp / f"{engine}{options.get('workers', '')}.json"
+        start = time.perf_counter()
+        summary = refine_dataset(job, out, settings, engine=engine, **options)
+        seconds = time.perf_counter() - start
+        if engine == "ray":
+            ray.shutdown()
+        data = out.read_bytes()
+        reference = reference or data
+        rows.append((name, len(job.tasks) / seconds, summary.patches / seconds, summary.first_result_s,
+                     data == reference, len(summary.failed)))
+        print(f"  {name}: {seconds:.1f} s", flush=True)
+    base_name, base = next(((r[0], r[1]) for r in rows if r[0] == "serial"), rows[0][:2])
+    print(f"\n{summary.patches} patches\n")
+    print(f"| engine | images/s | patches/s | vs {base_name} | first result | same file as {rows[0][0]} |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, ips, pps, first, same, failed in rows:
+        print(f"| {name} | {ips:.2f} | {pps:.1f} | {ips / base:.2f}x | {first:.1f} s | "
+              f"{'yes' if same else 'NO'}{f' ({failed} failed)' if failed else ''} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=50, help="photographs for the speed table (default 50)")
+    parser.add_argument("--workers", type=int, default=2, help="pipelined refiners and Ray actors (default 2)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (50 and 200 images)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed table")
+    parser.add_argument("--engines", default="serial,pipelined1,pipelinedN,ray",
+                        help="rows of the speed table (default serial,pipelined1,pipelinedN,ray; serial is the base)")
+    parser.add_argument("--rss-input-size", type=int, default=None,
+                        help="network input side of the RSS runs (default: the weights'; 32 makes them quick)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.no_speed:
+            speed_table(tmp, args)
+        if not args.no_rss:
+            print()
+            for n in (50, 200):
+                gt, pred = make_dataset(tmp, n)
+                rss = peak_rss_mb(["refine", "--images", str(COCO_MVAL), "--annotations", str(gt),
+                                   "--predictions", str(pred), "--out", str(tmp / f"rss{n}.json"),
+                                   "--device", "cpu"]
+                                  + (["--input-size", str(args.rss_input_size)] if args.rss_input_size else []))
+                print(f"peak RSS, pipelined refine of {n} images"
+                      f"{f' at input {args.rss_input_size}' if args.rss_input_size else ''}: {rss:.0f} MB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

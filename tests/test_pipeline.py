@@ -1,0 +1,162 @@
+"""Dataset refinement engines on the demo data: identical files from serial, pipelined and Ray runs,
+resume after an interruption at any point, failures reported by image, bounded read-ahead."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from bpr_studio import RESOURCES
+from bpr_studio.core.config import RefinerConfig
+from bpr_studio.core.model import build_model, save_weights
+from bpr_studio.pipeline import local, refine as pipeline_refine
+from bpr_studio.pipeline.job import read_job
+from bpr_studio.pipeline.refine import fingerprint, refine_dataset
+from bpr_studio.pipeline.shards import ShardStore
+from bpr_studio.pipeline.work import RefinerSettings
+
+DEMO = RESOURCES / "demo"
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    """A small random network in eager PyTorch (quick to load: any masks will do for comparing
+    engines; bench/bench_dataset.py compares them in the default ONNX Runtime mode)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "w.pt"
+    save_weights(path, build_model("hr18s"), "hr18s")
+    return RefinerSettings(RefinerConfig(patch_size=32, input_size=32, batch_size=16, min_size=0), str(path), "cpu",
+                           fast=False)
+
+
+@pytest.fixture(scope="module")
+def job():
+    return read_job(DEMO, DEMO / "predictions.json", DEMO / "annotations.json")
+
+
+def run(job, settings, out, **kwargs):
+    prints = fingerprint(DEMO, DEMO / "predictions.json", DEMO / "annotations.json", settings)
+    return refine_dataset(job, out, settings, fingerprint=prints, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def serial_file(job, settings, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "refined.json"
+    summary = run(job, settings, out, engine="serial")
+    assert summary.out_written and not summary.failed and summary.refined == 3 and summary.patches > 0
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pipelined_writes_the_serial_file(job, settings, serial_file, tmp_path, workers):
+    out = tmp_path / "refined.json"
+    run(job, settings, out, engine="pipelined", workers=workers)
+    assert out.read_bytes() == serial_file
+    assert [p.name for p in tmp_path.iterdir()] == ["refined.json"]  # shards removed
+
+
+def test_ray_writes_the_serial_file(job, settings, serial_file, tmp_path):
+    ray = pytest.importorskip("ray")
+    from bpr_studio.pipeline.ray_engine import init_local_ray
+
+    init_local_ray(num_cpus=2, log_to_driver=False)
+    try:
+        out = tmp_path / "refined.json"
+        summary = run(job, settings, out, engine="ray", workers=2)
+        assert not summary.failed
+        assert out.read_bytes() == serial_file
+    finally:
+        ray.shutdown()
+
+
+class Interrupt(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_interrupted_run_resumes_to_the_same_file(job, settings, serial_file, tmp_path, monkeypatch, k):
+    """Stopped after k finished images (k = 3: every image done, killed before the merge)."""
+    out = tmp_path / "refined.json"
+    seen = []
+
+    def stop_after_k(result):
+        seen.append(result)
+        if len(seen) == k:
+            raise Interrupt
+
+    def stop_at_start(todo):
+        if k == 0:
+            raise Interrupt
+
+    if k == 3:
+        monkeypatch.setattr(pipeline_refine, "atomic_write_json", lambda *a: (_ for _ in ()).throw(Interrupt()))
+    with pytest.raises(Interrupt):
+        run(job, settings, out, engine="pipelined", on_start=stop_at_start, on_result=stop_after_k)
+    monkeypatch.undo()
+    assert not out.exists()
+    parts = tmp_path / ".refined.json.parts"
+    assert len(ShardStore(out, {}).load()) == k
+    (sorted(parts.glob("part-*.jsonl"))[-1]).open("a").write('{"index": 2, "rles": [{"si')  # a line cut off
+    summary = run(job, settings, out, engine="pipelined", resume=True)
+    assert summary.resumed == k and summary.refined == 3
+    assert out.read_bytes() == serial_file
+    assert not parts.exists()
+
+
+def test_resume_with_other_settings_is_refused(job, settings, tmp_path):
+    out = tmp_path / "refined.json"
+    with pytest.raises(Interrupt):
+        run(job, settings, out, engine="serial", on_result=lambda r: (_ for _ in ()).throw(Interrupt()))
+    other = dataclasses.replace(settings, config=dataclasses.replace(settings.config, nms_thr=0.5))
+    with pytest.raises(ValueError, match="other inputs or settings"):
+        run(job, other, out, engine="serial", resume=True)
+    summary = run(job, other, out, engine="serial")  # without --resume: start over
+    assert summary.discarded == 1 and summary.resumed == 0 and summary.refined == 3
+
+
+def test_an_interrupt_in_a_refiner_thread_ends_the_run(job, settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "refine_loaded", lambda *a: (_ for _ in ()).throw(Interrupt()))
+    with pytest.raises(Interrupt):
+        run(job, settings, tmp_path / "refined.json", engine="pipelined", workers=2)
+    assert not (tmp_path / "refined.json").exists()
+
+
+def test_worker_exception_is_reported_by_image_and_the_others_go_on(job, settings, tmp_path, monkeypatch):
+    refine_loaded = local.refine_loaded
+
+    def flaky(refiner, loaded):
+        if loaded.task.path.endswith("2011_000006.jpg"):
+            raise RuntimeError("out of memory")
+        return refine_loaded(refiner, loaded)
+
+    monkeypatch.setattr(local, "refine_loaded", flaky)
+    out = tmp_path / "refined.json"
+    summary = run(job, settings, out, engine="pipelined", workers=2)
+    assert summary.refined == 2 and len(summary.failed) == 1
+    assert "2011_000006.jpg: refinement failed (RuntimeError: out of memory)" in summary.failed[0].error
+    coarse = json.loads((DEMO / "predictions.json").read_text())
+    refined = json.loads(out.read_text())
+    failed_task = job.tasks[summary.failed[0].index]
+    kept = [r for r in refined if r["file_name"].endswith("2011_000006.jpg")]
+    assert [r["segmentation"] for r in kept] == failed_task.rles
+    assert len(refined) == len(coarse)
+
+
+def test_pipelined_reads_a_bounded_number_of_images_ahead(job, settings):
+    tasks = [dataclasses.replace(job.tasks[i % 3], index=i) for i in range(24)]
+    taken = []
+
+    def source():
+        for task in tasks:
+            taken.append(task.index)
+            yield task
+
+    refiners = [settings.build(), settings.build()]
+    consumed = 0
+    for result in local.run_pipelined(source(), refiners):
+        consumed += 1
+        # queues of W + 1 loaded and 2W + 2 results, W refining, one held by each of W readers
+        assert len(taken) - consumed <= 6 * len(refiners) + 3
+        assert result.error is None
+    assert consumed == len(tasks)
