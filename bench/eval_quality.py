@@ -22,12 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from bpr_studio.cli.eval import grabcut_dataset, refine_dataset, score_table
 from bpr_studio.cli.oracle import oracle_dataset
 from bpr_studio.cli.simulate import simulate_dataset
 from bpr_studio.io.coco import read_coco
+from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
 from bpr_studio.io.split import split_coco
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,8 +62,9 @@ def main() -> int:
                         help="simulator seeds per set (default 5 3 2)")
     parser.add_argument("--sets", nargs="+", default=None, help="only these sets (VOC, grabcut50, 'coco_mval val')")
     parser.add_argument("--no-baselines", action="store_true", help="leave out GrabCut and the oracle")
-    parser.add_argument("--style", default="maskrcnn", help="simulator style of the coarse masks (default maskrcnn; "
-                        "another simulator checks that a gain is not the simulator's bias)")
+    parser.add_argument("--style", default="maskrcnn", help="simulator style of the coarse masks: maskrcnn (default), "
+                        "quarter, contour (bpr-studio simulate), or morph (morph_dataset below, used by no training "
+                        "run); another simulator checks that a gain is not the simulator's bias")
     parser.add_argument("--threshold", type=float, default=0.5, help="simulator threshold (default 0.5)")
     parser.add_argument("--out", default=None, help="write every per-seed table and the means as JSON")
     args = parser.parse_args()
@@ -73,7 +76,8 @@ def main() -> int:
             continue
         tables = []
         for seed in range(n_seeds):
-            coarse = simulate_dataset(gt, seed, style=args.style, threshold=args.threshold)
+            coarse = (morph_dataset(gt, seed) if args.style == "morph"
+                      else simulate_dataset(gt, seed, style=args.style, threshold=args.threshold))
             rows = [("coarse", coarse)]
             rows += [(Path(w).name, refine_dataset(gt, coarse, w, progress=False)) for w in args.weights]
             if not args.no_baselines:
@@ -86,6 +90,31 @@ def main() -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
     return 0
+
+
+def morph_dataset(gt: Dataset, seed: int) -> Dataset:
+    """Coarse masks of a simulator no training run uses: each ground-truth mask dilated or eroded (even
+    odds) by 1-3 px, its outline then simplified (Douglas-Peucker, 1.5 px) like a hand-drawn polygon.
+    Image i draws from default_rng([seed, i]); crowd instances are skipped."""
+    images = []
+    for i, rec in enumerate(gt.images):
+        rng = np.random.default_rng([seed, i])
+        out = []
+        for inst in rec.instances:
+            if inst.iscrowd:
+                continue
+            mask = inst.mask.astype(np.uint8)
+            r = int(rng.integers(1, 4))
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            mask = cv2.dilate(mask, kernel) if rng.random() < 0.5 else cv2.erode(mask, kernel)
+            contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+            coarse = np.zeros_like(mask)
+            for contour in contours:  # holes are filled: hand polygons rarely have them
+                cv2.fillPoly(coarse, [cv2.approxPolyDP(contour, 1.5, True)], 1)
+            if coarse.any():
+                out.append(Instance.from_mask(coarse.astype(bool), inst.category_id, score=0.9))
+        images.append(ImageRecord(rec.path, rec.width, rec.height, out, rec.image_id))
+    return Dataset(images, dict(gt.categories))
 
 
 def mean_rows(tables: list[list[dict]]) -> list[dict]:

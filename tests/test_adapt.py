@@ -77,7 +77,7 @@ def test_guard_keeps_the_base_weights_when_nothing_can_beat_them(tiny_dataset, t
     """Constructed: every final mask is exactly what the base weights make of its coarse mask, so the base
     scores F = IoU = 1 on the held-out instances and no adapted weights can beat them."""
     images = _corrections(tiny_dataset)
-    base = Refiner()
+    base = Refiner(fast=False)  # as the guard refines: plain fp32, not the int8 fast path
     for image in images:
         image.final = [r.mask for r in base.refine(image.read(), np.stack(image.coarse))]
     out = tmp_path / "adapted.pt"
@@ -96,6 +96,7 @@ def test_too_few_corrections_say_how_many_are_needed(tiny_dataset, tmp_path):
 def test_cli_adapt_writes_weights_only_when_kept_and_they_load(tiny_dataset, tmp_path, monkeypatch, capsys):
     from bpr_studio.cli import main
     from bpr_studio.core.model import load_weights
+    from bpr_studio.core.refiner import default_weights_path
 
     out = tmp_path / "adapted.pt"
     args = ["adapt", "--annotations", str(tiny_dataset / "annotations.json"),
@@ -111,7 +112,9 @@ def test_cli_adapt_writes_weights_only_when_kept_and_they_load(tiny_dataset, tmp
     assert main(args) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     _, info = load_weights(out)
-    assert info["meta"]["adapted"]["train_instances"] == 6 and info["meta"]["train"]["input_size"] == 128
+    base_meta = load_weights(default_weights_path())[1]["meta"]
+    assert info["meta"]["adapted"]["train_instances"] == 6
+    assert info["meta"]["train"]["input_size"] == base_meta["train"]["input_size"]  # the base's training config kept
     refined = tmp_path / "refined.json"
     assert main(["refine", "--images", str(tiny_dataset), "--predictions",
                  str(tiny_dataset / "predictions.json"), "--weights", str(out), "--out", str(refined)]) == 0

@@ -38,8 +38,9 @@ class RefinedInstance:
 
 
 def default_weights_path() -> Path:
-    """The trained HRNetV2-W18-Small (input 128) shipped with the package."""
-    return RESOURCES / "weights" / "bpr_hr18s_128.pt"
+    """The default shipped with the package: the EfficientNet-Lite0 refiner at input 64 (docs/training.md;
+    the paper's HRNetV2-W18-Small at input 128 lies beside it, bpr_hr18s_128.pt)."""
+    return RESOURCES / "weights" / "bpr_lite0_64.pt"
 
 
 DEFAULT_INPUT_SIZE = 128
