@@ -41,8 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_write
+from .config import RefinerConfig
 from .metrics import mask_iou
 from .patches import crop_boxes, network_inputs
+from .refiner import patch_boxes
 
 
 class TrainInputError(ValueError):
@@ -147,9 +149,6 @@ def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], p
     with a same-class non-crowd ground truth is at most ``iou_thr``, and those shorter than
     ``min_size`` px on their box's longer side, are skipped.
     """
-    from .config import RefinerConfig
-    from .refiner import patch_boxes
-
     config = RefinerConfig(patch_size=patch_size, nms_thr=nms_thr, min_size=min_size)
     index, iou = match_ground_truth(pred, pred_categories, gt, gt_categories, gt_crowd)
     sets = []
