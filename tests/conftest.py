@@ -1,6 +1,7 @@
 """Test settings shared by every test: headless Qt, one torch thread, paths to shared data."""
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -21,6 +22,16 @@ def voc_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"shared test data not found at {path}")
     return path
+
+
+@pytest.fixture
+def voc_copy(voc_dir, tmp_path):
+    """A writable copy of the labelme VOC sample (the session file is written beside it)."""
+    target = tmp_path / "voc"
+    shutil.copytree(voc_dir / "data_annotated", target)
+    for path in target.iterdir():
+        path.chmod(0o644)
+    return target
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,6 +1,5 @@
 """The window, offscreen: refine through the worker, review, touch up, undo, export, reopen, and bad input."""
 
-import shutil
 import time
 
 import numpy as np
@@ -12,16 +11,6 @@ from PyQt5.QtCore import Qt
 from bpr_studio.core.config import RefinerConfig
 from bpr_studio.core.refiner import RefineCancelled, RefinedInstance
 from bpr_studio.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def voc_copy(voc_dir, tmp_path):
-    """A writable copy of the labelme VOC sample (the session file is written beside it)."""
-    target = tmp_path / "voc"
-    shutil.copytree(voc_dir / "data_annotated", target)
-    for path in target.iterdir():
-        path.chmod(0o644)
-    return target
 
 
 @pytest.fixture(scope="session")

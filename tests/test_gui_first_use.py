@@ -12,15 +12,6 @@ from test_gui import SlowRefiner, _press_key, _window
 
 
 @pytest.fixture
-def voc_copy(voc_dir, tmp_path):
-    target = tmp_path / "voc"
-    shutil.copytree(voc_dir / "data_annotated", target)
-    for path in target.iterdir():
-        path.chmod(0o644)
-    return target
-
-
-@pytest.fixture
 def coco_copy(voc_dir, tmp_path):
     target = tmp_path / "coco"
     shutil.copytree(voc_dir / "data_dataset_coco", target)

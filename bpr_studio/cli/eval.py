@@ -33,47 +33,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="also write the table as JSON to this file")
 
 
+def _with_new_masks(ground_truth, predictions, new_masks, desc: str, progress: bool):
+    """Dataset of the predictions with their masks replaced (categories and scores kept).
+
+    new_masks(image (H, W, 3) uint8, record) -> one (H, W) bool mask per instance of the predictions'
+    record; images are read from the ground truth's paths, only where there are predictions."""
+    from tqdm import tqdm
+
+    from ..io.dataset import Dataset, ImageRecord, Instance
+    from ..io.images import read_image
+
+    images = []
+    for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc=desc, disable=not progress):
+        out = []
+        if p.instances:
+            masks = new_masks(read_image(g.path, (g.width, g.height)), p)
+            out = [Instance.from_mask(m, inst.category_id, score=inst.score) for m, inst in zip(masks, p.instances)]
+        images.append(ImageRecord(path=p.path, width=p.width, height=p.height, instances=out, image_id=p.image_id))
+    return Dataset(images=images, categories=dict(predictions.categories))
+
+
 def refine_dataset(ground_truth, predictions, weights=None, input_size: int | None = None, nms_thr: float = 0.25,
                    progress: bool = True, min_size: int = RefinerConfig.min_size):
     """Dataset of the predictions refined by BPR (categories and scores kept); input_size None = the
     size the weights were trained at; min_size: see RefinerConfig."""
-    from tqdm import tqdm
-
     from ..core.refiner import Refiner
-    from ..io.dataset import Dataset, ImageRecord, Instance
-    from ..io.images import read_image
 
     config = RefinerConfig(input_size=input_size, nms_thr=nms_thr, min_size=min_size)
     refiner = Refiner(config, weights=weights, device="auto")
-    images = []
-    for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="refine", disable=not progress):
-        out = []
-        if p.instances:
-            refined = refiner.refine(read_image(g.path, (g.width, g.height)), p.masks())
-            out = [Instance.from_mask(r.mask, inst.category_id, score=inst.score)
-                   for r, inst in zip(refined, p.instances)]
-        images.append(ImageRecord(path=p.path, width=p.width, height=p.height, instances=out, image_id=p.image_id))
-    return Dataset(images=images, categories=dict(predictions.categories))
+    return _with_new_masks(ground_truth, predictions,
+                           lambda image, rec: [r.mask for r in refiner.refine(image, rec.masks())], "refine", progress)
 
 
 def grabcut_dataset(ground_truth, predictions, band: int = 3, progress: bool = True):
     """Dataset of the predictions refined by OpenCV's GrabCut (core.grabcut.grabcut_mask; every
     instance, categories and scores kept)."""
-    from tqdm import tqdm
-
     from ..core.grabcut import grabcut_mask
-    from ..io.dataset import Dataset, ImageRecord, Instance
-    from ..io.images import read_image
 
-    images = []
-    for g, p in tqdm(list(zip(ground_truth.images, predictions.images)), desc="grabcut", disable=not progress):
-        out = []
-        if p.instances:
-            image = read_image(g.path, (g.width, g.height))
-            out = [Instance.from_mask(grabcut_mask(image, inst.mask, band), inst.category_id, score=inst.score)
-                   for inst in p.instances]
-        images.append(ImageRecord(path=p.path, width=p.width, height=p.height, instances=out, image_id=p.image_id))
-    return Dataset(images=images, categories=dict(predictions.categories))
+    return _with_new_masks(ground_truth, predictions,
+                           lambda image, rec: [grabcut_mask(image, inst.mask, band) for inst in rec.instances],
+                           "grabcut", progress)
 
 
 AP_KEYS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")
@@ -91,8 +90,8 @@ def score_table(ground_truth, rows: list[tuple[str, object]]) -> list[dict]:
     table, base = [], None
     for name, predictions in rows:
         scores = evaluate(sizes, gts, [r.instances for r in predictions.images])
-        row = {"name": name, **{k: (None if k in AP_KEYS and v < 0 else 100 * v) for k, v in scores.as_dict().items()},
-               "instances": int(scores.ious.size)}
+        metrics = {k: (None if k in AP_KEYS and v < 0 else 100 * v) for k, v in scores.as_dict().items()}
+        row = {"name": name, **metrics, "instances": int(scores.ious.size)}
         if base is None:
             base = scores.ious
         else:
