@@ -6,10 +6,10 @@ Run from the repository root (needs ../shared/data; writes nothing there)::
     python bench/eval_quality.py --weights bpr_studio/resources/weights/bpr_lite0_64.pt \
         --weights bpr_studio/resources/weights/bpr_hr18s_128.pt --out work_runs/quality.json
 
-Sets (coarse masks from ``--style``, Mask R-CNN-like by default): the labelme VOC photographs (12 instances), grabcut50 (50 photographs, pixel-accurate masks) and
+Sets (coarse masks from ``--style``, Mask R-CNN-like by default): the labelme VOC photographs
+(12 instances), grabcut50 (50 photographs, pixel-accurate masks) and
 the validation split of coco_mval (``bpr-studio split`` with its defaults: 132 photographs, 145
-instances; never trained on). Coarse masks: ``bpr-studio simulate`` (Mask R-CNN style) with seeds
-0..N-1 per set. Rows: coarse, each ``--weights`` (default settings of the Refiner), the GrabCut
+instances; never trained on), each with simulator seeds 0..N-1. Rows: coarse, each ``--weights`` (default settings of the Refiner), the GrabCut
 baseline (band 3 px), the 2-px boundary oracle. Each figure is the mean over the seeds; "gain/oracle"
 is computed from those means; worse/better are pooled over all instance predictions.
 """

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the dataset's annotations then serve as ground truth")
     parser.add_argument("--format", choices=("coco", "cityscapes", "labelme"), help="dataset format (default: guessed)")
     parser.add_argument("--session", type=Path, help="session file (default: beside the dataset)")
-    parser.add_argument("--weights", type=Path, help="refinement weights (default: the shipped EfficientNet-Lite0 refiner, bpr_lite0_64.pt; "
+    parser.add_argument("--weights", type=Path,
+                        help="refinement weights (default: the shipped EfficientNet-Lite0 refiner, bpr_lite0_64.pt; "
                              "the paper's HRNetV2-W18-Small is bpr_hr18s_128.pt beside it)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--screenshot", type=Path, metavar="OUT.png",

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="COCO annotations JSON that lists the images (image_id -> file_name); "
                              "without it, images are matched by file name as docs/formats.md says")
     parser.add_argument("--out", type=Path, required=True, help="refined COCO results JSON to write")
-    parser.add_argument("--weights", type=Path, help="weights file (default: the shipped EfficientNet-Lite0 refiner, bpr_lite0_64.pt; "
+    parser.add_argument("--weights", type=Path,
+                        help="weights file (default: the shipped EfficientNet-Lite0 refiner, bpr_lite0_64.pt; "
                              "the paper's HRNetV2-W18-Small is bpr_hr18s_128.pt beside it)")
     parser.add_argument("--nms-thr", type=float, default=0.25, help="patch NMS IoU threshold (default 0.25)")
     parser.add_argument("--patch-size", type=int, default=64, help="patch side in image pixels (default 64)")

@@ -108,7 +108,8 @@ def coarse_mask(mask: np.ndarray, rng: np.random.Generator, style: str = "maskrc
 
 
 def simulate_instances(masks: np.ndarray, rng: np.random.Generator, style: str = "maskrcnn", box_jitter: float = 0.05,
-                       grid: int = 28, noise: float = 0.0, threshold: float = 0.5) -> list[tuple[int, np.ndarray, float]]:
+                       grid: int = 28, noise: float = 0.0,
+                       threshold: float = 0.5) -> list[tuple[int, np.ndarray, float]]:
     """Simulated predictions of the ground-truth instances of one image.
 
     masks: (N, H, W) bool. Returns a list of (ground-truth index, coarse (H, W) bool, score) in

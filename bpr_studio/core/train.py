@@ -13,9 +13,9 @@ Polygon annotations (COCO's) are right to 1-3 px, not to the pixel: their patche
 boundary. Such patches teach appearance (shadows, blur, clutter, where not to leak); patches with
 exact masks (``band`` 0, e.g. synthetic scenes) teach where the boundary lies.
 
-Recipe (the reference's): 2-class cross-entropy at input resolution (weighted by the bands above), SGD lr 0.01, momentum 0.9,
-weight decay 5e-4, poly decay with power 0.9 (down to 1e-4), random horizontal and vertical flips
-and photometric distortion (brightness +-32, contrast and saturation x0.5-1.5). The schedule's
+Recipe (the reference's): 2-class cross-entropy at input resolution (weighted by the bands above),
+SGD lr 0.01, momentum 0.9, weight decay 5e-4, poly decay with power 0.9 (down to 1e-4), random
+horizontal and vertical flips and photometric distortion (brightness +-32, contrast and saturation x0.5-1.5). The schedule's
 progress is ``max(iteration / iters, elapsed / max_seconds)``, so a run given a time budget still
 ends with a decayed learning rate.
 
