@@ -37,10 +37,10 @@ def _subset(dataset: Dataset, keep) -> Dataset:
 
 
 def split_coco(out: Path, per_category: int = 1, seed: int = 0) -> None:
-    from bpr_studio.cli.simulate import simulate_dataset
+    from bpr_studio.pipeline.datasets import simulate_predictions
 
     gt = read_coco(SHARED / "coco_mval" / "annotations.json")
-    coarse = simulate_dataset(gt, seed=0)
+    coarse = simulate_predictions(gt, seed=0)
     rng = np.random.default_rng(seed)
     by_category: dict[int, list[int]] = {}
     for i, rec in enumerate(gt.images):
@@ -60,10 +60,10 @@ def split_coco(out: Path, per_category: int = 1, seed: int = 0) -> None:
 
 
 def split_voc(out: Path, eval_index: int) -> None:
-    from bpr_studio.cli.simulate import simulate_dataset
+    from bpr_studio.pipeline.datasets import simulate_predictions
 
     gt = read_coco(SHARED / "labelme_voc" / "data_dataset_coco" / "annotations.json")
-    coarse = simulate_dataset(gt, seed=0)
+    coarse = simulate_predictions(gt, seed=0)
     out.mkdir(parents=True, exist_ok=True)
     pool = [i for i in range(len(gt.images)) if i != eval_index]
     for name, idx in (("eval", [eval_index]), ("pool", pool)):
@@ -76,7 +76,7 @@ def split_voc(out: Path, eval_index: int) -> None:
 def adapt(args) -> None:
     import torch
 
-    from bpr_studio.cli.adapt import corrections_from_datasets
+    from bpr_studio.pipeline.datasets import corrections_from_datasets
     from bpr_studio.core.adapt import CorrectedImage, adapt_weights
 
     gt = read_coco(args.annotations)

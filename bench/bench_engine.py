@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import reference_port  # noqa: E402
 
 from bpr_studio.core import patches as ours  # noqa: E402
+from bpr_studio.core.config import RefinerConfig  # noqa: E402
 from bpr_studio.core.inference import fast_inference  # noqa: E402
 from bpr_studio.core.model import build_model, load_weights  # noqa: E402
 
@@ -260,7 +261,6 @@ def stage_times(refiner, image, masks) -> dict:
 
 def bench_end_to_end(image, masks, args) -> dict:
     """Image in, masks out: the plain fp32 PyTorch Refiner against the fast one, same process, taking turns."""
-    from bpr_studio.core.config import RefinerConfig
     from bpr_studio.core.refiner import Refiner
 
     config = RefinerConfig(min_size=0, batch_size=args.batch)
@@ -294,7 +294,6 @@ def bench_start(image, masks, args) -> list[tuple[str, float]]:
     import os
     import tempfile
 
-    from bpr_studio.core.config import RefinerConfig
     from bpr_studio.core.refiner import Refiner
 
     config = RefinerConfig(min_size=0, batch_size=args.batch)
@@ -362,7 +361,7 @@ def refine_with(refiner, ground_truth, predictions):
 def bench_eval(annotations: str, predictions: list[str], weights: str | None) -> list[dict]:
     """AP / AF / mIoU of each predictions file refined by the plain and the fast path, and the share of
     refined-mask pixels (inside the instances' refined patches' union) on which the two paths differ."""
-    from bpr_studio.cli.eval import score_table
+    from bpr_studio.pipeline.datasets import score_table
     from bpr_studio.core.refiner import Refiner
     from bpr_studio.io.coco import read_coco, read_coco_results
 
@@ -410,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="network batch size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="network input sizes")
     parser.add_argument("--instances", type=int, default=20)
-    parser.add_argument("--patch-size", type=int, default=64)
-    parser.add_argument("--nms-thr", type=float, default=0.25)
+    parser.add_argument("--patch-size", type=int, default=RefinerConfig.patch_size)
+    parser.add_argument("--nms-thr", type=float, default=RefinerConfig.nms_thr)
     parser.add_argument("--weights", help="a weights file for (c); default: randomly initialised hr18s")
     parser.add_argument("--extra-modes", nargs="*", default=[], choices=["channels_last", "bf16", "compile"],
                         help="also time these CPU modes in (c) (compile takes minutes, bf16 is very slow "

@@ -25,9 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bpr_studio.cli.eval import grabcut_dataset, refine_dataset, score_table
-from bpr_studio.cli.oracle import oracle_dataset
-from bpr_studio.cli.simulate import simulate_dataset
+from bpr_studio.pipeline.datasets import (grabcut_predictions, oracle_predictions, refine_predictions,
+                                          score_table, simulate_predictions)
 from bpr_studio.io.coco import read_coco
 from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
 from bpr_studio.io.split import split_coco
@@ -77,12 +76,12 @@ def main() -> int:
         tables = []
         for seed in range(n_seeds):
             coarse = (morph_dataset(gt, seed) if args.style == "morph"
-                      else simulate_dataset(gt, seed, style=args.style, threshold=args.threshold))
+                      else simulate_predictions(gt, seed, style=args.style, threshold=args.threshold))
             rows = [("coarse", coarse)]
-            rows += [(Path(w).name, refine_dataset(gt, coarse, w, progress=False)) for w in args.weights]
+            rows += [(Path(w).name, refine_predictions(gt, coarse, weights=w)) for w in args.weights]
             if not args.no_baselines:
-                rows.append(("grabcut", grabcut_dataset(gt, coarse, progress=False)))
-                rows.append(("oracle 2px", oracle_dataset(gt, coarse, 2)))
+                rows.append(("grabcut", grabcut_predictions(gt, coarse)))
+                rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))
             tables.append(score_table(gt, rows))
             print(f"{set_name} seed {seed} done", file=sys.stderr, flush=True)
         report[set_name] = {"per_seed": tables, "mean": mean_rows(tables)}

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from bpr_studio import RESOURCES
-from bpr_studio.cli.simulate import simulate_dataset
+from bpr_studio.pipeline.datasets import simulate_predictions
 from bpr_studio.io.coco import write_coco, write_coco_results
 from bpr_studio.io.dataset import Dataset, ImageRecord
 from bpr_studio.io.labelme import read_labelme
@@ -40,7 +40,7 @@ def main(shared: Path) -> int:
         records.append(ImageRecord(target, rec.width, rec.height, instances, rec.image_id))
     ground_truth = Dataset(records, keep)
     write_coco(ground_truth, demo / "annotations.json")
-    predictions = simulate_dataset(ground_truth, seed=0)
+    predictions = simulate_predictions(ground_truth, seed=0)
     write_coco_results(predictions, demo / "predictions.json")
     for name in ("annotations.json", "predictions.json"):
         (demo / name).chmod(0o644)  # atomic writes create private files; these are shipped

@@ -47,7 +47,7 @@ def tiny_dataset(tmp_path):
 
 
 def _corrections(folder):
-    from bpr_studio.cli.adapt import corrections_from_datasets
+    from bpr_studio.pipeline.datasets import corrections_from_datasets
     from bpr_studio.io.coco import read_coco_results
 
     gt = read_coco(folder / "annotations.json")

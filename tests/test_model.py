@@ -1,9 +1,13 @@
 """Tests of the refinement network: shapes, size, weight files and mask input."""
 
+import numpy as np
 import pytest
 import torch
 
+from bpr_studio.core.config import MODELS, RefinerConfig
 from bpr_studio.core.model import ARCHS, WeightsError, build_model, load_weights, save_weights
+from bpr_studio.core.patches import IMAGENET_MEAN, IMAGENET_STD
+from bpr_studio.core.refiner import Refiner
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +120,36 @@ def test_damaged_state_dict(tmp_path, hr18s):
     with pytest.raises(WeightsError, match="fit no known architecture.*missing: classifier.weight"):
         load_weights(path)
 
+
+
+def test_weights_carry_input_size_and_normalisation(tmp_path, hr18s):
+    plain = save_weights(tmp_path / "plain.pt", hr18s, "hr18s", meta={"train": {"input_size": 96}})
+    _, info = load_weights(plain)
+    assert info["input_size"] == 96
+    assert info["input_norm"] == {"mean": pytest.approx(IMAGENET_MEAN), "std": pytest.approx(IMAGENET_STD)}
+    _, info = load_weights(save_weights(tmp_path / "own.pt", hr18s, "hr18s", input_norm={"mean": [0, 0, 0],
+                                                                                         "std": [255, 255, 255]}))
+    assert info["input_size"] == MODELS["hr18s"].input_size  # the metadata does not say: the family's
+    assert info["input_norm"] == {"mean": (0.0, 0.0, 0.0), "std": (255.0, 255.0, 255.0)}
+
+
+def test_refiner_normalises_as_the_weights_say(tmp_path, hr18s):
+    image = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    masks = np.zeros((1, 48, 48), bool)
+    masks[0, 12:36, 10:30] = True
+    config = RefinerConfig(patch_size=16, input_size=16, min_size=0)
+    probs = []
+    for name, norm in (("imagenet", None), ("unit", {"mean": [0, 0, 0], "std": [255, 255, 255]})):
+        path = save_weights(tmp_path / f"{name}.pt", hr18s, "hr18s", input_norm=norm)
+        probs.append(Refiner(config, weights=path, device="cpu", fast=False).refine(image, masks)[0].probs)
+    assert probs[0].shape == probs[1].shape
+    assert not np.allclose(probs[0], probs[1])  # the image channels differ, so does the output
+
+
+def test_bad_normalisation_is_refused(tmp_path, hr18s):
+    path = save_weights(tmp_path / "w.pt", hr18s, "hr18s")
+    payload = torch.load(path, weights_only=True)
+    payload["input_norm"] = {"mean": [1, 2], "std": [1, 1, 0]}
+    torch.save(payload, path)
+    with pytest.raises(WeightsError, match="input_norm"):
+        load_weights(path)

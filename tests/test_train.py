@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bpr_studio.cli import main
+from bpr_studio.core.config import RefinerConfig
 from bpr_studio.core.model import load_weights
 from bpr_studio.core.patches import boundary_patches, crop_boxes
 from bpr_studio.core.simulate import simulate_instances
@@ -20,7 +21,8 @@ def tiny_patches(n_scenes=2, patch_size=32):
         gt = np.stack(masks)
         sim = simulate_instances(gt, rng)
         pred = np.stack([c for _, c, _ in sim])
-        sets.append(image_patches(image, gt, kinds, pred, [kinds[j] for j, _, _ in sim], patch_size=patch_size))
+        sets.append(image_patches(image, gt, kinds, pred, [kinds[j] for j, _, _ in sim],
+                                  config=RefinerConfig(patch_size=patch_size, min_size=0)))
     return PatchSet.concatenate(sets)
 
 
@@ -42,7 +44,7 @@ def test_image_patches_target_is_the_matched_ground_truth():
     pred = np.zeros((2, 80, 80), bool)
     pred[0] = np.roll(gt[0], 2, 0)
     pred[1, 0:5, 0:5] = True  # overlaps no ground truth: no patches
-    ps = image_patches(image, gt, [1, 1], pred, [1, 1], patch_size=16)
+    ps = image_patches(image, gt, [1, 1], pred, [1, 1], config=RefinerConfig(patch_size=16, min_size=0))
     boxes = boundary_patches(pred[0], 16, 0.25)
     assert len(ps) == len(boxes) > 0
     assert np.array_equal(ps.target, crop_boxes(gt[0], boxes))
@@ -71,7 +73,7 @@ def test_learning_rate_poly_by_iterations_or_time():
 def test_tiny_run_learns_and_writes_loadable_checkpoints(tmp_path):
     torch.set_num_threads(1)
     ps = tiny_patches(2).subset(np.arange(8))
-    config = TrainConfig(input_size=32, iters=14, batch_size=8, val_patches=0, lr=0.01)
+    config = TrainConfig(model="hr18s", input_size=32, iters=14, batch_size=8, val_patches=0, lr=0.01)
     out = tmp_path / "m.pt"
     losses = train(ps, out, config, progress=False)
     assert len(losses) == 14
@@ -80,7 +82,7 @@ def test_tiny_run_learns_and_writes_loadable_checkpoints(tmp_path):
     assert info["arch"] == "hr18s" and info["meta"]["iteration"] == 14
     with torch.no_grad():
         assert model(torch.zeros(1, 4, 32, 32)).shape == (1, 2, 32, 32)
-    more = train(ps, out, TrainConfig(input_size=32, iters=16, batch_size=8, val_patches=0),
+    more = train(ps, out, TrainConfig(model="hr18s", input_size=32, iters=16, batch_size=8, val_patches=0),
                  resume=out.with_name("m.pt.ckpt"), progress=False)
     assert len(more) == 2
     assert load_weights(out)[1]["meta"]["iteration"] == 16
@@ -89,10 +91,10 @@ def test_tiny_run_learns_and_writes_loadable_checkpoints(tmp_path):
 def test_init_starts_from_a_weights_file(tmp_path):
     torch.set_num_threads(1)
     ps = tiny_patches(2).subset(np.arange(8))
-    config = TrainConfig(input_size=32, iters=3, batch_size=8, val_patches=0, seed=5)  # another random init
+    config = TrainConfig(model="hr18s", input_size=32, iters=3, batch_size=8, val_patches=0, seed=5)  # another random init
     train(ps, tmp_path / "a.pt", config, progress=False)
     start = load_weights(tmp_path / "a.pt")[0]
-    losses_init = train(ps, tmp_path / "b.pt", TrainConfig(input_size=32, iters=1, batch_size=8, val_patches=0,
+    losses_init = train(ps, tmp_path / "b.pt", TrainConfig(model="hr18s", input_size=32, iters=1, batch_size=8, val_patches=0,
                                                            lr=1e-12), init=tmp_path / "a.pt", progress=False)
     after = load_weights(tmp_path / "b.pt")[0]
     for (name, a), b in zip(start.state_dict().items(), after.state_dict().values()):
@@ -136,7 +138,7 @@ def test_image_patches_skip_instances_below_the_minimum_size():
     gt = np.zeros((2, 200, 200), bool)
     gt[0, 10:150, 10:150] = True
     gt[1, 170:190, 170:190] = True
-    ps = image_patches(image, gt, [1, 1], gt.copy(), [1, 1], patch_size=32, min_size=96)
+    ps = image_patches(image, gt, [1, 1], gt.copy(), [1, 1], config=RefinerConfig(patch_size=32, min_size=96))
     assert len(ps) > 0
-    small_only = image_patches(image, gt[1:], [1], gt[1:].copy(), [1], patch_size=32, min_size=96)
+    small_only = image_patches(image, gt[1:], [1], gt[1:].copy(), [1], config=RefinerConfig(patch_size=32, min_size=96))
     assert len(small_only) == 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
-from ..core.config import RefinerConfig
+from ..core.config import DEFAULT_WEIGHTS, MODELS, PAPER_WEIGHTS, RefinerConfig
 
 # name -> one-line help; the module is bpr_studio.cli.<name>
 COMMANDS = {
@@ -28,12 +29,43 @@ COMMANDS = {
 }
 
 
-def add_min_size_argument(parser: argparse.ArgumentParser) -> None:
-    """``--min-size``, shared by the subcommands that refine (default: RefinerConfig's)."""
-    default = RefinerConfig.min_size
-    parser.add_argument("--min-size", type=int, default=default,
-                        help="keep the coarse mask of instances whose box is shorter than this on its longer "
-                             f"side, in pixels (default {default}; 0 refines all)")
+# RefinerConfig field -> (option, type, help); defaults come from the dataclass
+REFINER_OPTIONS = {
+    "patch_size": ("--patch-size", int, "boundary patch side in image pixels"),
+    "padding": ("--padding", int, "context around each patch in pixels, seen by the network, not written back"),
+    "input_size": ("--input-size", int, "network input side in pixels"),
+    "nms_thr": ("--nms-thr", float, "patch NMS IoU threshold (higher keeps more, more overlapping patches)"),
+    "min_size": ("--min-size", int, "keep the coarse mask of instances whose box is shorter than this on its "
+                                    "longer side, in pixels (0 refines all)"),
+    "batch_size": ("--batch-size", int, "patches per network forward pass"),
+}
+
+
+def add_weights_argument(parser: argparse.ArgumentParser, text: str = "refinement weights") -> None:
+    """``--weights`` (a Path; None = the shipped default)."""
+    default, paper = MODELS["lite0"].description, MODELS["hr18s"].description
+    parser.add_argument("--weights", type=Path,
+                        help=f"{text} (default: the shipped {DEFAULT_WEIGHTS}, {default}; the paper's model, "
+                             f"{paper}, is {PAPER_WEIGHTS} beside it)")
+
+
+def add_refiner_arguments(parser: argparse.ArgumentParser, fields=tuple(REFINER_OPTIONS)) -> None:
+    """Options for the RefinerConfig ``fields`` (names of REFINER_OPTIONS), in a group "refinement";
+    their argparse default is None, so :func:`refiner_config` fills what was not given from the dataclass."""
+    group = parser.add_argument_group("refinement")
+    for name in fields:
+        option, kind, text = REFINER_OPTIONS[name]
+        default = getattr(RefinerConfig, name)
+        shown = "the size the weights were trained at" if default is None else default
+        group.add_argument(option, dest=name, type=kind, default=None, help=f"{text} (default: {shown})")
+    parser.set_defaults(_refiner_fields=tuple(fields))
+
+
+def refiner_config(args: argparse.Namespace, **values) -> RefinerConfig:
+    """The RefinerConfig of the options :func:`add_refiner_arguments` added (those not given keep the
+    dataclass defaults); ``values`` set other fields."""
+    given = {name: getattr(args, name) for name in args._refiner_fields if getattr(args, name) is not None}
+    return RefinerConfig(**given, **values)
 
 
 def build_parser() -> argparse.ArgumentParser:

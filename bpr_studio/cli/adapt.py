@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_weights_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", default=None, help="folder the images' file names are relative to "
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", type=Path,
                         help="a saved session (NAME.bprsession) instead: its accepted and touched-up instances")
     parser.add_argument("--out", required=True, type=Path, help="adapted weights to write (only when they are kept)")
-    parser.add_argument("--weights", type=Path, default=None, help="base weights (default: the shipped model)")
+    add_weights_argument(parser, "base weights")
     parser.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
     parser.add_argument("--device", default="auto", help="where the guard refines: auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for training (default: torch's)")
@@ -23,32 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="held-out split, patch order, simulation (default 0)")
 
 
-def corrections_from_datasets(ground_truth, predictions) -> list:
-    """CorrectedImage per image: every prediction paired with its best same-class, non-crowd ground truth
-    (IoU > 0.5; others are left out). ground_truth, predictions: io Datasets of the same images."""
-    import numpy as np
-
-    from ..core.adapt import CorrectedImage
-    from ..core.train import match_ground_truth
-    from ..io.images import read_image
-
-    images = []
-    for g, p in zip(ground_truth.images, predictions.images):
-        if not p.instances or not g.instances:
-            continue
-        gt, pred = g.masks(), p.masks()
-        index, iou = match_ground_truth(pred, [i.category_id for i in p.instances], gt,
-                                        [i.category_id for i in g.instances], [i.iscrowd for i in g.instances])
-        keep = np.flatnonzero(iou > 0.5)
-        if len(keep):
-            images.append(CorrectedImage(Path(g.path).name, lambda g=g: read_image(g.path, (g.width, g.height)),
-                                         [pred[k] for k in keep], [gt[index[k]] for k in keep]))
-    return images
-
-
 def run(args: argparse.Namespace) -> int:
     from ..core.adapt import adapt_weights
     from ..io.coco import read_coco, read_coco_results
+    from ..pipeline.datasets import corrections_from_datasets
 
     if args.session is not None:
         if args.annotations or args.predictions:

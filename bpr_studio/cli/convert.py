@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-FORMATS = ("coco", "cityscapes", "labelme")
+from ..io.formats import FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..io.formats import FORMATS
+from . import add_weights_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=Path,
@@ -13,11 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", type=Path,
                         help="predictions to review (COCO results JSON or Cityscapes results folder); "
                              "the dataset's annotations then serve as ground truth")
-    parser.add_argument("--format", choices=("coco", "cityscapes", "labelme"), help="dataset format (default: guessed)")
+    parser.add_argument("--format", choices=FORMATS, help="dataset format (default: guessed)")
     parser.add_argument("--session", type=Path, help="session file (default: beside the dataset)")
-    parser.add_argument("--weights", type=Path,
-                        help="refinement weights (default: the shipped EfficientNet-Lite0 refiner, bpr_lite0_64.pt; "
-                             "the paper's HRNetV2-W18-Small is bpr_hr18s_128.pt beside it)")
+    add_weights_argument(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--screenshot", type=Path, metavar="OUT.png",
                         help="open the window offscreen, save a PNG of it and exit")

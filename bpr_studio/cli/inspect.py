@@ -17,7 +17,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import add_min_size_argument
+from . import add_refiner_arguments, add_weights_argument, refiner_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,18 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refined masks, COCO results JSON with the same instances in the same order per "
                              "image (default: refine the predictions now)")
     parser.add_argument("--out", required=True, type=Path, help="report folder (created)")
-    parser.add_argument("--weights", type=Path, help="refinement weights (default: the shipped model)")
+    add_weights_argument(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
-    parser.add_argument("--patch-size", type=int, default=64, help="boundary patch side in pixels (default: 64)")
-    parser.add_argument("--nms-thr", type=float, default=0.25, help="patch NMS IoU threshold (default: 0.25)")
-    add_min_size_argument(parser)
+    add_refiner_arguments(parser, ("patch_size", "nms_thr", "min_size"))
     parser.add_argument("--worst", type=int, default=10, help="galleries of this many worst instances (default: 10)")
     parser.add_argument("--max-patches", type=int, default=8,
                         help="rows per gallery, the worst patches first (default: 8)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.config import RefinerConfig
     from ..io.atomic import check_output_path
     from ..io.coco import read_coco, read_coco_results
     from ..io.errors import DatasetError
@@ -48,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.worst < 0 or args.max_patches < 1:
         raise DatasetError(f"--worst must be >= 0 and --max-patches >= 1, got {args.worst} and {args.max_patches}")
     check_output_path(args.out, folder=True)
-    config = RefinerConfig(patch_size=args.patch_size, nms_thr=args.nms_thr, min_size=args.min_size)
+    config = refiner_config(args)
     truth = read_coco(args.annotations, args.images)
     predictions = read_coco_results(args.predictions, truth)
     refined = read_coco_results(args.refined, truth) if args.refined is not None else None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_min_size_argument
+from . import add_refiner_arguments, add_weights_argument, refiner_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,17 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="COCO annotations JSON that lists the images (image_id -> file_name); "
                              "without it, images are matched by file name as docs/formats.md says")
     parser.add_argument("--out", type=Path, required=True, help="refined COCO results JSON to write")
-    parser.add_argument("--weights", type=Path,
-                        help="weights file (default: the shipped EfficientNet-Lite0 refiner, bpr_lite0_64.pt; "
-                             "the paper's HRNetV2-W18-Small is bpr_hr18s_128.pt beside it)")
-    parser.add_argument("--nms-thr", type=float, default=0.25, help="patch NMS IoU threshold (default 0.25)")
-    parser.add_argument("--patch-size", type=int, default=64, help="patch side in image pixels (default 64)")
-    parser.add_argument("--padding", type=int, default=0, help="context around each patch in pixels (default 0)")
-    parser.add_argument("--input-size", type=int, default=None,
-                        help="network input side in pixels (default: the size the weights were trained at, "
-                             "128 for the shipped model)")
-    add_min_size_argument(parser)
-    parser.add_argument("--batch-size", type=int, default=32, help="patches per forward pass (default 32)")
+    add_weights_argument(parser)
+    add_refiner_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--engine", choices=("serial", "pipelined", "ray"), default="pipelined",
                         help="pipelined (default): threads decode and extract the next images while the network "
@@ -45,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..core.config import RefinerConfig
     from ..io.atomic import check_output_path
     from ..pipeline.job import problem_lines, read_job
     from ..pipeline.refine import fingerprint, refine_dataset
@@ -56,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray_address and args.engine != "ray":
         raise ValueError("--ray-address needs --engine ray")
     check_output_path(args.out)
-    config = RefinerConfig(patch_size=args.patch_size, padding=args.padding, input_size=args.input_size,
-                           nms_thr=args.nms_thr, batch_size=args.batch_size, min_size=args.min_size)
+    config = refiner_config(args)
     weights = str(args.weights.absolute()) if args.weights else None
     settings = RefinerSettings(config, weights, args.device)
     if args.engine != "ray":
@@ -93,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"nothing could be refined; {args.out} was not written")
     log(f"{summary.refined} images refined, {summary.patches} patches "
         f"({summary.run_patches} in {summary.seconds:.1f} s this run, {summary.patches_per_s:.1f} patches/s); "
-        f"{summary.kept_small} instances kept their coarse mask for being smaller than --min-size {args.min_size} px")
+        f"{summary.kept_small} instances kept their coarse mask for being smaller than --min-size {config.min_size} px")
     lines = problem_lines(job, summary.failed, summary.out_written)
     if lines:
         log(f"{len(lines)} image(s) with problems:")

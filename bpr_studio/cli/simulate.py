@@ -24,35 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the masks, higher shrinks them")
 
 
-def simulate_dataset(ground_truth, seed: int = 0, **options):
-    """Dataset of simulated predictions for a ground-truth Dataset (same images and categories).
-
-    options: ``style``, ``box_jitter``, ``grid``, ``noise`` of
-    :func:`bpr_studio.core.simulate.coarse_mask`. Crowd instances are skipped; image ``i`` draws
-    from ``numpy.random.default_rng([seed, i])``.
-    """
-    import numpy as np
-
-    from ..core.simulate import simulate_instances
-    from ..io.dataset import Dataset, ImageRecord, Instance
-
-    images = []
-    for index, record in enumerate(ground_truth.images):
-        rng = np.random.default_rng([seed, index])
-        kept = [inst for inst in record.instances if not inst.iscrowd]
-        masks = np.stack([inst.mask for inst in kept]) if kept else np.zeros((0, record.height, record.width), bool)
-        predictions = [Instance.from_mask(coarse, kept[j].category_id, score=score)
-                       for j, coarse, score in simulate_instances(masks, rng, **options)]
-        images.append(ImageRecord(path=record.path, width=record.width, height=record.height,
-                                  instances=predictions, image_id=record.image_id))
-    return Dataset(images=images, categories=dict(ground_truth.categories))
-
-
 def run(args: argparse.Namespace) -> int:
     from ..io.coco import read_coco, write_coco_results
+    from ..pipeline.datasets import simulate_predictions
 
     ground_truth = read_coco(args.annotations, args.images)
-    predictions = simulate_dataset(ground_truth, args.seed, style=args.style, box_jitter=args.box_jitter,
+    predictions = simulate_predictions(ground_truth, args.seed, style=args.style, box_jitter=args.box_jitter,
                                    grid=args.grid, noise=args.noise, threshold=args.threshold)
     write_coco_results(predictions, args.out)
     count = sum(len(r.instances) for r in predictions.images)

@@ -95,7 +95,8 @@ def split_holdout(count: int, fraction: float = 0.2, min_holdout: int = 3, seed:
 
 
 def correction_patches(image: np.ndarray, coarse: np.ndarray, final: np.ndarray, rng: np.random.Generator,
-                       simulated: int = 2, patch_size: int = 64, nms_thr: float = 0.25) -> PatchSet:
+                       simulated: int = 2, patch_size: int = RefinerConfig.patch_size,
+                       nms_thr: float = RefinerConfig.nms_thr) -> PatchSet:
     """Training patches of one corrected instance.
 
     image: (H, W, 3) uint8. coarse, final: (H, W) bool. The boundary patches of the coarse mask (when
@@ -165,7 +166,7 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
     them (for measurements; None: nowhere). Raises AdaptError when there are too few corrections or no training patches.
     """
     from .model import load_weights, save_weights
-    from .refiner import Refiner, default_weights_path, trained_input_size
+    from .refiner import Refiner, default_weights_path
 
     log = log or (lambda line: None)
     should_stop = should_stop or (lambda: False)
@@ -173,7 +174,7 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
     base_weights = Path(base_weights) if base_weights is not None else default_weights_path()
     base_model, info = load_weights(base_weights)
     del base_model
-    arch, input_size = info["arch"], trained_input_size(info["meta"])
+    arch, input_size = info["arch"], info["input_size"]
     refiner_config = refiner_config or RefinerConfig()
 
     counts = [len(image) for image in images]

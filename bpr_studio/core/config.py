@@ -1,13 +1,32 @@
-"""RefinerConfig: the knobs of boundary patch refinement, shared by every layer."""
+"""The knobs of refinement (RefinerConfig) and of training (TrainConfig), and the registry of networks
+(MODELS), shared by every layer without importing torch."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 
-# the refinement networks a weights file may name (core.model.MODELS builds them; listed here so the
-# command line can offer them without importing torch)
-MODEL_NAMES = ("hr18s", "hr18", "hr48", "lite0")
+@dataclass(frozen=True)
+class ModelSpec:
+    """A refinement network the program knows: a one-line description for help texts and the network
+    input side (pixels) it is trained at unless told otherwise. core.model builds it."""
+
+    description: str
+    input_size: int
+
+
+# the registry of networks a weights file may name, read by the command line, the window and the tests
+# without importing torch; core.model.build_model builds each
+MODELS: dict[str, ModelSpec] = {
+    "hr18s": ModelSpec("HRNetV2-W18-Small, the paper's model (random init)", 128),
+    "hr18": ModelSpec("HRNetV2-W18 (random init)", 128),
+    "hr48": ModelSpec("HRNetV2-W48 (random init)", 256),
+    "lite0": ModelSpec("EfficientNet-Lite0 encoder (ImageNet-pretrained, the train extra) + U-Net decoder", 64),
+}
+DEFAULT_MODEL = "lite0"  # the family of the shipped default weights and of `bpr-studio train`
+# the shipped weights files (in bpr_studio/resources/weights/, docs/training.md): the default, and the paper's model
+DEFAULT_WEIGHTS = "bpr_lite0_64.pt"
+PAPER_WEIGHTS = "bpr_hr18s_128.pt"
 
 
 @dataclass(frozen=True)
@@ -24,7 +43,7 @@ class RefinerConfig:
         pixels) keep their coarse mask: no patches. At that size a Mask R-CNN 28x28 mask is already
         at about image resolution, and the shipped model made most such instances worse on held-out
         data (docs/training.md). 0 refines every instance.
-    model: architecture name (one of MODEL_NAMES); the Refiner takes it from the weights file.
+    model: architecture name (a key of MODELS); the Refiner takes it from the weights file.
     """
 
     patch_size: int = 64
@@ -33,7 +52,7 @@ class RefinerConfig:
     nms_thr: float = 0.25
     batch_size: int = 32
     min_size: int = 96
-    model: str = "hr18s"
+    model: str = DEFAULT_MODEL
 
     def __post_init__(self) -> None:
         if self.patch_size < 2:
@@ -51,3 +70,38 @@ class RefinerConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of a training run.
+
+    model: architecture name (a key of MODELS). input_size: network input side (patches are
+    resized to it); None = the family's (MODELS[model].input_size).
+    iters: planned iterations. max_seconds: time budget (None = none); the run stops at whichever
+    comes first and the poly schedule follows the larger progress. batch_size: patches per step.
+    lr, momentum, weight_decay, power, min_lr: SGD and poly schedule. threads: torch CPU threads
+    (0 = torch's default). checkpoint_seconds: interval between checkpoints. val_patches: patches
+    held out to measure validation IoU at each checkpoint. seed: data order, augmentation, init.
+    """
+
+    model: str = DEFAULT_MODEL
+    input_size: int | None = None
+    iters: int = 4000
+    max_seconds: float | None = None
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    power: float = 0.9
+    min_lr: float = 1e-4
+    threads: int = 0
+    checkpoint_seconds: float = 300.0
+    val_patches: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown architecture {self.model!r}; expected one of {', '.join(MODELS)}")
+        if self.input_size is None:
+            self.input_size = MODELS[self.model].input_size

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
+from .config import RefinerConfig
 
 _log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def write_cache_entry(path: Path, body: bytes) -> None:
                    "again at the next start", path.parent, exc)
 
 
-def calibration_crops(patch_size: int = 64, padding: int = 0, count: int = 64,
+def calibration_crops(patch_size: int = RefinerConfig.patch_size, padding: int = 0, count: int = 64,
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Boundary-patch crops for int8 calibration, made on the spot: synthetic scenes
     (:func:`bpr_studio.core.synth.make_scene`, photographs and textures bundled with scikit-image)

