@@ -53,11 +53,14 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size[0], self.stride[0]
-        h, w = x.shape[-2:]
+        # plain ints: an exported graph (fixed spatial size) gets constant paddings that ONNX Runtime
+        # folds into the convolution, instead of shape arithmetic and a Pad node per convolution
+        h, w = (int(v) for v in x.shape[-2:])
         pad_h = max((-(-h // s) - 1) * s + k - h, 0)
         pad_w = max((-(-w // s) - 1) * s + k - w, 0)
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        if pad_h % 2 == 0 and pad_w % 2 == 0:  # symmetric: the convolution's own padding
+            return F.conv2d(x, self.weight, self.bias, self.stride, (pad_h // 2, pad_w // 2), self.dilation, self.groups)
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
         return super().forward(x)
 
 
@@ -180,6 +183,7 @@ class LiteBPR(nn.Module):
         f2, f4, f8, f16 = skips
         y = self.reduce16(f16)
         for layer, skip in ((self.up8, f8), (self.up4, f4), (self.up2, f2), (self.up1, self.detail(image))):
-            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            size = tuple(int(v) for v in skip.shape[-2:])  # constant in an exported graph, as in SameConv2d
+            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             y = layer(torch.cat([y, skip], dim=1))
         return self.classifier(y)

@@ -39,6 +39,7 @@ _log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "bpr-studio-onnx/1"
 CALIBRATION_VERSION = 1  # bump when calibration_patches changes, so int8 entries are rebuilt
+EXPORT_VERSION = 2  # bump when the networks' exported graphs change (2: constant paddings), so entries are rebuilt
 CPU_MODES = ("onnxruntime-int8", "onnxruntime", "channels_last", "eager")
 CUDA_MODES = ("autocast-fp16", "eager")
 _warned: set[str] = set()
@@ -234,7 +235,7 @@ class FastInference:
         if self._digest is None:
             self._digest = weights_digest(self.model)
         extra = f"-cal{CALIBRATION_VERSION}" if self.mode == "onnxruntime-int8" else ""
-        name = (f"{self._digest}-{size[0]}x{size[1]}-{self.mode}{extra}-ort{ort.__version__}"
+        name = (f"{self._digest}-{size[0]}x{size[1]}-{self.mode}{extra}-x{EXPORT_VERSION}-ort{ort.__version__}"
                 f"-torch{torch.__version__.split('+')[0]}.onnx")
         return self.cache / "onnx" / name
 

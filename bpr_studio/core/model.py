@@ -95,7 +95,10 @@ class Bottleneck(nn.Module):
 
 
 def _resize(x: torch.Tensor, size) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
+    """x (B, C, h, w) resized bilinearly to ``size`` (H, W). Sizes are taken as plain ints, so an exported
+    graph (fixed spatial size) holds constant sizes instead of shape arithmetic."""
+    size = tuple(int(v) for v in size)
+    if tuple(int(v) for v in x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -198,8 +201,7 @@ class BPRNet(nn.Module):
             xs = stage(transition(xs))
         top = xs[0].shape[-2:]
         feats = torch.cat([xs[0]] + [_resize(t, top) for t in xs[1:]], dim=1)
-        logits = self.classifier(self.head(feats))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return _resize(self.classifier(self.head(feats)), size)
 
 
 def _lite0(pretrained: bool) -> nn.Module:
