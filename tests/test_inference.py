@@ -263,3 +263,19 @@ def test_int8_failure_falls_back_to_float32(tiny, tmp_path, monkeypatch):
 def test_int8_needs_calibration(tiny):
     with pytest.raises(ValueError, match="calibration"):
         FastInference(tiny, 16, mode="onnxruntime-int8")
+
+
+def test_exported_lite0_graph_has_constant_paddings_folded_into_its_convolutions():
+    """TF-"SAME" stride-2 convolutions export as Pad + Conv; the exported graph keeps no Pad and no
+    shape arithmetic, and computes what eager PyTorch does."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    torch.manual_seed(0)
+    model = build_model("lite0").eval()
+    fast = FastInference(model, 64, mode="onnxruntime", cache=False)
+    ops = {node.op_type for node in onnx.load_from_string(fast._export((64, 64))).graph.node}
+    assert "Pad" not in ops and "Shape" not in ops
+    x = torch.randn(3, 4, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), model(x), atol=1e-4)

@@ -183,7 +183,10 @@ class LiteBPR(nn.Module):
         f2, f4, f8, f16 = skips
         y = self.reduce16(f16)
         for layer, skip in ((self.up8, f8), (self.up4, f4), (self.up2, f2), (self.up1, self.detail(image))):
-            size = tuple(int(v) for v in skip.shape[-2:])  # constant in an exported graph, as in SameConv2d
-            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            size = tuple(int(v) for v in skip.shape[-2:])  # plain ints, as in SameConv2d
+            if size == tuple(2 * int(v) for v in y.shape[-2:]):  # S divisible by 16: a constant scale, the same
+                y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)  # as size, no Shape op
+            else:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             y = layer(torch.cat([y, skip], dim=1))
         return self.classifier(y)
