@@ -126,14 +126,16 @@ def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: 
     normalised, channel 3 the mask resized by nearest neighbour and mapped to -1 (background) / +1
     (foreground).
     """
-    img = torch.from_numpy(image_crops).permute(0, 3, 1, 2).float()
-    msk = torch.from_numpy(mask_crops).unsqueeze(1).float()
-    if img.shape[-1] != input_size:
-        img = F.interpolate(img, size=(input_size, input_size), mode="bilinear", align_corners=False)
-        msk = F.interpolate(msk, size=(input_size, input_size), mode="nearest")
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return torch.cat([(img - mean_t) / std_t, msk * 2.0 - 1.0], dim=1)
+    k, side = image_crops.shape[:2]
+    x = torch.empty((k, 4, side, side))  # one float copy of the crops, normalised in place below
+    x[:, :3] = torch.from_numpy(image_crops).permute(0, 3, 1, 2)
+    x[:, 3] = torch.from_numpy(mask_crops)
+    if side != input_size:  # resizing first is the same: bilinear weights sum to 1, nearest copies
+        x = torch.cat([F.interpolate(x[:, :3], size=(input_size, input_size), mode="bilinear", align_corners=False),
+                       F.interpolate(x[:, 3:], size=(input_size, input_size), mode="nearest")], dim=1)
+    scale = torch.tensor([1.0 / v for v in std] + [2.0]).view(1, 4, 1, 1)
+    shift = torch.tensor([-m / v for m, v in zip(mean, std)] + [-1.0]).view(1, 4, 1, 1)
+    return x.mul_(scale).add_(shift)
 
 
 def patch_probabilities(fg_prob: torch.Tensor, patch_size: int, padding: int = 0) -> np.ndarray:
