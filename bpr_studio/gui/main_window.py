@@ -26,6 +26,7 @@ from . import icons, overlay
 from .canvas import Canvas
 from .dialogs import ExportDialog, OpenDialog
 from .panels import ImageList, InstanceTable, ViewControls
+from .patch_preview import PatchPreview, mask_window
 from .worker import RefineJob, RefineWorker, start_worker
 
 
@@ -104,6 +105,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._labels: np.ndarray | None = None
         self._hidden: set[int] = set()
         self._boxes: dict[int, tuple | None] = {}
+        self._diff_labels: np.ndarray | None = None  # the diff view's label map, when it is shown
+        self._selected_frame: tuple | None = None  # the image box the selected instance's layer covers
+        self._patch_boxes: dict[int, np.ndarray] = {}  # the patch preview, per instance shown
+        self._patch_preview = PatchPreview(self)
+        self._patch_preview.ready.connect(self._patches_ready)
+        self._patches_touched: set[int] = set()  # instances touched up since their patches were found
+        self._patch_timer = QtCore.QTimer(self, singleShot=True, interval=150)  # strokes in a row: once
+        self._patch_timer.timeout.connect(self._find_touched_patches)
         self._extension_docks: list[QtWidgets.QDockWidget] = []
         self._load_problems: list = []
         self._docks_sized = False
@@ -464,22 +473,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self._overlay_timer.stop()
         image = self.current_image()
         self._boxes = {}
+        self._diff_labels = None
         if image is None or self._pixels is None:
             self._labels = None
             self.canvas.set_overlay(None)
-            self.canvas.set_selected_overlay(None)
+            self._set_selected_layer(None)
             return
         if self.view_controls.diff.isChecked():
-            pairs = [(inst.crop("coarse"), inst.crop("edited" if inst.has("edited") else "refined"))
-                     for j, inst in enumerate(image.instances)
-                     if j not in self._hidden and (inst.has("refined") or inst.has("edited"))]
             self._labels = None
-            self.canvas.set_overlay(overlay.indexed_image(overlay.diff_map(image.shape, pairs), overlay.diff_colors()))
-            self.canvas.set_selected_overlay(None)
+            self._diff_labels = overlay.diff_map(image.shape, self._diff_pairs())
+            self.canvas.set_overlay(overlay.indexed_image(self._diff_labels, overlay.diff_colors()))
+            self._set_selected_layer(None)
             return
         self._labels = overlay.label_map(image.shape, self._shown_crops())
         self._recolor()
         self._redraw_selected()
+
+    def _diff_pairs(self):
+        """(coarse crop, refined-or-edited crop) of every shown instance with a refined or edited mask."""
+        return [(inst.crop("coarse"), inst.crop("edited" if inst.has("edited") else "refined"))
+                for j, inst in enumerate(self.current_image().instances)
+                if j not in self._hidden and (inst.has("refined") or inst.has("edited"))]
 
     def _shown_crops(self):
         """(j, crop) of every instance's shown mask, remembering each crop's box for later partial redraws."""
@@ -510,18 +524,29 @@ class MainWindow(QtWidgets.QMainWindow):
         for j in js:
             self._repaint_region(self._boxes.get(j))
 
-    def _instance_mask_changed(self, j: int) -> None:
-        """Instance j's shown mask changed: redraw its old and new box in the cached layer, and its own layer."""
+    def _instance_mask_changed(self, j: int, window=None) -> None:
+        """Instance j's shown mask changed (only inside ``window``, image pixels, when given: a stroke):
+        redraw that part of the cached layer, and of its own layer when it is the selected one."""
+        image = self.current_image()
         if self.view_controls.diff.isChecked():
-            self._overlay_timer.start()
+            if window is None or self._diff_labels is None:
+                self._overlay_timer.start()
+                return
+            overlay.paint_diff(self._diff_labels, self._diff_pairs(), window)
+            x0, y0, x1, y1 = window
+            self.canvas.update_overlay(overlay.indexed_image(self._diff_labels[y0:y1, x0:x1], overlay.diff_colors()),
+                                       x0, y0)
             return
         if self._labels is None:
             return
-        inst = self.current_image().instances[j]
-        box = overlay.union_box(self._boxes.get(j), overlay.crop_box(inst.crop(self.shown_name(inst))))
+        inst = image.instances[j]
+        if window is None:
+            box = overlay.union_box(self._boxes.get(j), overlay.crop_box(inst.crop(self.shown_name(inst))))
+        else:  # outlines (1 px) of every instance there may change one pixel around the window
+            box = overlay.grow_box(window, 1, image.shape)
         self._repaint_region(box, relabel=True)
         if j == self.selected:
-            self._redraw_selected()
+            self._redraw_selected(window)
 
     def _draw_ground_truth(self, *_) -> None:
         """Ground-truth outlines in white, when ground truth was loaded and the View panel asks for them."""
@@ -539,35 +564,93 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._labels is not None and self.current_image() is not None:
             self.canvas.set_overlay(overlay.indexed_image(self._labels, self._color_table()))
 
-    def _redraw_selected(self) -> None:
+    def _redraw_selected(self, window=None) -> None:
+        """Draw the selected instance's own layer; after a change only inside ``window`` (a stroke),
+        only that part of it, while the mask's box stays inside the layer's frame (the mask's box
+        with room to grow)."""
         j = self.selected
         image = self.current_image()
         if j is None or image is None or j in self._hidden or self._pixels is None \
                 or self.view_controls.diff.isChecked():
-            self.canvas.set_selected_overlay(None)
+            self._set_selected_layer(None)
             return
         inst = image.instances[j]
-        self.canvas.set_selected_overlay(overlay.selected_image(inst.crop(self.shown_name(inst)), self._color(j)))
+        crop = inst.crop(self.shown_name(inst))
+        frame = self._selected_frame
+        if window is not None and frame is not None and overlay.contains(frame, overlay.crop_box(crop)):
+            x0, y0, x1, y1 = overlay.grow_box(window, 2, image.shape)  # the 2 px edge band
+            part = max(x0, frame[0]), max(y0, frame[1]), min(x1, frame[2]), min(y1, frame[3])
+            if part[0] < part[2] and part[1] < part[3]:
+                drawn, _ = overlay.selected_image(crop, self._color(j), part)
+                self.canvas.update_selected_overlay(drawn, part[0], part[1])
+            return
+        box = overlay.crop_box(crop)
+        if box is None:
+            self._set_selected_layer(None)
+            return
+        room = max(32, max(box[2] - box[0], box[3] - box[1]) // 16)  # strokes outwards fit for a while
+        frame = overlay.grow_box(box, room, image.shape)
+        self._set_selected_layer(overlay.selected_image(crop, self._color(j), frame), frame)
+
+    def _set_selected_layer(self, image_and_offset, frame=None) -> None:
+        self._selected_frame = frame if image_and_offset is not None else None
+        self.canvas.set_selected_overlay(image_and_offset)
 
     def refresh_patches(self) -> None:
         """Draw the boundary patches the refiner would use (of the selected instance, or all) with the current settings."""
-        mode = self.view_controls.patches.currentText()
+        self._patch_preview.cancel()
+        self._patch_timer.stop()
+        self._patches_touched.clear()
         image = self.current_image()
         self.config = dataclasses.replace(self.config, patch_size=self.view_controls.patch_size.value(),
                                           nms_thr=round(self.view_controls.nms_thr.value(), 4),
                                           min_size=self.view_controls.min_size.value())
+        self._patch_boxes = {j: patch_boxes(self.refine_input(image.instances[j]), self.config)
+                             for j in self._patch_instances()}
+        self._show_patches()
+
+    def _patch_instances(self) -> list[int]:
+        """The instances whose patches the preview shows."""
+        mode = self.view_controls.patches.currentText()
+        image = self.current_image()
         if mode == "off" or image is None or self._pixels is None:
+            return []
+        if mode == "selected instance":
+            return [] if self.selected is None else [self.selected]
+        return [j for j in range(len(image.instances)) if j not in self._hidden]
+
+    def _show_patches(self) -> None:
+        if self.view_controls.patches.currentText() == "off" or self.current_image() is None or self._pixels is None:
             self.canvas.set_patches(np.zeros((0, 4)))
             self.view_controls.patch_count.setText("")
             return
-        if mode == "selected instance":
-            chosen = [] if self.selected is None else [self.selected]
-        else:
-            chosen = [j for j in range(len(image.instances)) if j not in self._hidden]
-        boxes = [patch_boxes(self.refine_input(image.instances[j]), self.config) for j in chosen]
+        boxes = [self._patch_boxes[j] for j in self._patch_instances() if j in self._patch_boxes]
         boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32)
         self.canvas.set_patches(boxes)
         self.view_controls.patch_count.setText(f"{len(boxes)} patches")
+
+    def _refresh_patches_later(self, j: int) -> None:
+        """Instance j was touched up: find its patches again shortly (once for strokes in quick
+        succession) in the background; the old ones stay drawn until then."""
+        if j in self._patch_instances():
+            self._patches_touched.add(j)
+            self._patch_timer.start()
+
+    def _find_touched_patches(self) -> None:
+        """Ask the background preview for the patches of the instances touched up (on copies of their
+        masks' windows)."""
+        image = self.current_image()
+        touched, self._patches_touched = self._patches_touched, set()
+        for j in sorted(touched & set(self._patch_instances())):
+            inst = image.instances[j]
+            name = "edited" if inst.has("edited") and inst.status != "rejected" else "coarse"
+            self._patch_preview.request((self.image_index, j), [mask_window(inst.crop(name), image.shape)],
+                                        image.shape, self.config)
+
+    def _patches_ready(self, key, boxes) -> None:
+        if key[0] == self.image_index and key[1] in self._patch_instances():
+            self._patch_boxes[key[1]] = boxes
+            self._show_patches()
 
     @staticmethod
     def refine_input(inst) -> np.ndarray:
@@ -587,8 +670,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if event.instance is not None:
             self.instance_table.update_instance(event.instance)
-            self._instance_mask_changed(event.instance)  # a status change can change the final mask too
-            if event.instance == self.selected:
+            self._instance_mask_changed(event.instance, event.window)  # a status change can change the final mask too
+            if event.window is not None:
+                self._refresh_patches_later(event.instance)
+            elif event.instance == self.selected:
                 self.refresh_patches()
 
     def _canvas_clicked(self, x: float, y: float) -> None:
@@ -948,6 +1033,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "Instance Segmentation&rdquo;, CVPR 2021).</p><p>MIT licence. Press F1 for the keyboard shortcuts.</p>")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self._patch_preview.shutdown()
         self.cancel_refinement()
         self._wait_for_worker()
         self.adapt.cancel()

@@ -121,9 +121,7 @@ class InstanceTable(QtWidgets.QWidget):
         if row is None:
             return
         self.table.blockSignals(True)
-        self.table.setSortingEnabled(False)
-        self._fill_row(row, j)
-        self.table.setSortingEnabled(True)
+        self._fill_row(row, j)  # the row may move if the table is sorted by a column that changed
         self.table.blockSignals(False)
         self._apply_filter()
         self._update_progress()
@@ -153,10 +151,12 @@ class InstanceTable(QtWidgets.QWidget):
         inst = self._image.instances[j]
         name = self._categories.get(inst.category_id, str(inst.category_id))
         values = (j, name, inst.score if inst.score is not None else "", inst.status, inst.changed_pixels)
-        for c, value in enumerate(values):
-            item = self.table.item(row, c)
-            item.setData(Qt.DisplayRole, round(value, 3) if isinstance(value, float) else value)
-        self.table.item(row, 3).setForeground(QtGui.QBrush(STATUS_COLORS[inst.status]))
+        items = [self.table.item(row, c) for c in range(len(values))]  # before a sorted table moves the row
+        for item, value in zip(items, values):
+            value = round(value, 3) if isinstance(value, float) else value
+            if item.data(Qt.DisplayRole) != value:
+                item.setData(Qt.DisplayRole, value)
+        items[3].setForeground(QtGui.QBrush(STATUS_COLORS[inst.status]))
 
     def _apply_filter(self, *_) -> None:
         wanted = self.filter.currentText()
