@@ -390,3 +390,21 @@ def test_a_stroke_redraws_its_window_only_and_undo_restores(qtbot, voc_copy):
         _press_key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
         assert np.array_equal(inst.final, mask)
     assert not inst.has("edited")
+
+
+def test_keys_come_from_the_shortcuts_table(qtbot):
+    """Actions, the Help table, the start hint and the View panel's labels all take their keys from gui.shortcuts."""
+    from bpr_studio.gui import shortcuts
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    for name, action in window.actions.items():
+        if name in shortcuts.SHORTCUTS:
+            assert [k.toString() for k in action.shortcuts()] == \
+                [QtGui.QKeySequence(k).toString() for k in shortcuts.keys(name)], name
+    assert ("R", "Reject (keep coarse)") in window.key_table()
+    assert shortcuts.start_hint().startswith("Ctrl+R refines the image · N next unreviewed")
+    layout = window.view_controls.layout()
+    labels = [layout.itemAt(i).widget().text() for i in range(layout.count())
+              if isinstance(layout.itemAt(i).widget(), QtWidgets.QLabel)]
+    assert "Masks (V)" in labels and "Patches (O)" in labels

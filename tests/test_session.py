@@ -318,3 +318,19 @@ def test_only_the_current_image_keeps_decoded_masks(tmp_path):
     assert session.images[0].instances[0]._arrays
     session.select_image(1)
     assert not session.images[0].instances[0]._arrays
+
+
+def test_set_patches_emits_an_event_and_survives_a_reopen(tmp_path):
+    """The patches of a re-refined touch-up go through the session: an event, and the journal keeps the boxes."""
+    dataset = _dataset(tmp_path, n_images=1)
+    session = Session(dataset, tmp_path / "s.bprsession")
+    events = []
+    session.events.changed.connect(events.append)
+    boxes = np.array([[0, 0, 8, 8], [4, 4, 12, 12]], np.int32)
+    session.set_patches(0, 1, boxes, np.full((2, 8, 8), 0.75, np.float32))
+    inst = session.images[0].instances[1]
+    assert [(e.kind, e.image, e.instance) for e in events] == [("patches", 0, 1)]
+    assert np.array_equal(inst.boxes, boxes) and inst.probs.dtype == np.float16
+    session.store.close()  # no snapshot: the journal alone has it
+    again = Session(dataset, tmp_path / "s.bprsession")
+    assert np.array_equal(again.images[0].instances[1].boxes, boxes)

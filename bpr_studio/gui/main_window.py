@@ -23,6 +23,7 @@ from ..session import Session, open_session
 from ..session.export import default_export_path
 from ..session.rle import rle_crop
 from . import icons, overlay
+from .shortcuts import SHORTCUTS, MOUSE, key, keys, start_hint
 from .canvas import Canvas
 from .dialogs import ExportDialog, OpenDialog
 from .panels import ImageList, InstanceTable, ViewControls
@@ -63,7 +64,7 @@ def _hit(crop, x: int, y: int) -> bool:
     return 0 <= y - y0 < mask.shape[0] and 0 <= x - x0 < mask.shape[1] and bool(mask[y - y0, x - x0])
 
 
-START_HINT = "Ctrl+R refines the image · N next unreviewed · A accept · R reject · O patches · F1 all keys"
+START_HINT = start_hint()
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -153,7 +154,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.canvas.clicked.connect(self._canvas_clicked)
         self.canvas.strokeFinished.connect(self._stroke_finished)
         self.canvas.polygonChanged.connect(lambda n: n and self.statusBar().showMessage(
-            f"polygon: {n} points - Enter adds, Shift+Enter subtracts, Backspace removes a point, Esc cancels"))
+            f"polygon: {n} points - {key('polygon_add')} adds, {key('polygon_subtract')} subtracts, "
+            f"{key('polygon_back')} removes a point, {key('escape')} cancels"))
 
         status = self.statusBar()
         self.hint_label = QtWidgets.QLabel(START_HINT)  # shown whenever no other message is
@@ -208,14 +210,16 @@ class MainWindow(QtWidgets.QMainWindow):
         toolbar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         toolbar.setIconSize(QtCore.QSize(20, 20))
 
-        def add(name, text, slot, keys=(), menu=None, tool=None, checkable=False):
-            """An action with its keys in its tooltip; tool: its short text on the toolbar (None: not there)."""
-            action = QtWidgets.QAction(text, self)
-            action.setShortcuts([QtGui.QKeySequence(k) for k in keys])
+        def add(name, slot, menu=None, tool=None, checkable=False):
+            """The action ``name`` of the shortcuts table, its keys in its tooltip; tool: its short text
+            on the toolbar (None: not there)."""
+            shortcut = SHORTCUTS[name]
+            action = QtWidgets.QAction(shortcut.text, self)
+            action.setShortcuts([QtGui.QKeySequence(k) for k in shortcut.keys])
             action.setCheckable(checkable)
             action.triggered.connect(lambda *_: slot())
-            plain = text.replace("&", "").rstrip(".")
-            action.setToolTip(f"{plain} ({' or '.join(keys)})" if keys else plain)
+            plain = shortcut.description
+            action.setToolTip(f"{plain} ({' or '.join(shortcut.keys)})" if shortcut.keys else plain)
             self.addAction(action)
             if menu:
                 menus[menu].addAction(action)
@@ -226,25 +230,24 @@ class MainWindow(QtWidgets.QMainWindow):
             self.actions[name] = action
             return action
 
-        add("open", "&Open dataset...", self.open_dialog, ["Ctrl+O"], "&File", tool="Open")
-        add("export", "&Export...", self.export_dialog, ["Ctrl+E"], "&File", tool="Export")
-        add("save", "&Save session now", self.save_session, ["Ctrl+S"], "&File")
-        add("quit", "&Quit", self.close, ["Ctrl+Q"], "&File")
+        add("open", self.open_dialog, "&File", tool="Open")
+        add("export", self.export_dialog, "&File", tool="Export")
+        add("save", self.save_session, "&File")
+        add("quit", self.close, "&File")
         toolbar.addSeparator()
-        add("accept", "&Accept", self.accept_selected, ["A"], "&Review", tool="Accept")
-        add("reject", "&Reject (keep coarse)", self.reject_selected, ["R"], "&Review", tool="Reject")
-        add("accept_all", "Accept all &refined on image", self.accept_all_refined, ["Ctrl+Return", "Ctrl+Enter"], "&Review")
-        add("next_unreviewed", "&Next unreviewed", lambda: self.goto_unreviewed(1), ["N"], "&Review")
-        add("prev_unreviewed", "&Previous unreviewed", lambda: self.goto_unreviewed(-1), ["P"], "&Review")
-        add("next_image", "Next &image", lambda: self.step_image(1), ["D"], "&Review")
-        add("prev_image", "Previous i&mage", lambda: self.step_image(-1), ["Shift+D"], "&Review")
-        add("undo", "&Undo", self.undo, ["Ctrl+Z"], "&Edit")
-        add("redo", "&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"], "&Edit")
+        add("accept", self.accept_selected, "&Review", tool="Accept")
+        add("reject", self.reject_selected, "&Review", tool="Reject")
+        add("accept_all", self.accept_all_refined, "&Review")
+        add("next_unreviewed", lambda: self.goto_unreviewed(1), "&Review")
+        add("prev_unreviewed", lambda: self.goto_unreviewed(-1), "&Review")
+        add("next_image", lambda: self.step_image(1), "&Review")
+        add("prev_image", lambda: self.step_image(-1), "&Review")
+        add("undo", self.undo, "&Edit")
+        add("redo", self.redo, "&Edit")
         self.tool_group = QtWidgets.QActionGroup(self)
-        for name, text, key in (("select", "&Select", "S"), ("brush", "&Brush", "B"),
-                                ("eraser", "&Eraser", "E"), ("polygon", "&Polygon", "G")):
-            action = add(f"tool_{name}", text, functools.partial(self.set_tool, name), [key], "&Edit",
-                         tool=text.replace("&", ""), checkable=True)
+        for name in ("select", "brush", "eraser", "polygon"):
+            action = add(f"tool_{name}", functools.partial(self.set_tool, name), "&Edit",
+                         tool=SHORTCUTS[f"tool_{name}"].description, checkable=True)
             self.tool_group.addAction(action)
         self.actions["tool_select"].setChecked(True)
         self.brush_spin = QtWidgets.QSpinBox()
@@ -252,7 +255,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.brush_spin.setValue(int(self.canvas.brush_radius))
         self.brush_spin.setPrefix("r ")
         self.brush_spin.setSuffix(" px")
-        self.brush_spin.setToolTip("brush and eraser radius in image pixels ([ smaller, ] bigger)")
+        self.brush_spin.setToolTip(f"brush and eraser radius in image pixels ({key('brush_smaller')} smaller, "
+                                   f"{key('brush_bigger')} bigger)")
         self.brush_spin.setFocusPolicy(Qt.ClickFocus)
         self.brush_spin.valueChanged.connect(lambda v: self.canvas.set_brush_radius(v))
         toolbar.addWidget(self.brush_spin)
@@ -263,37 +267,36 @@ class MainWindow(QtWidgets.QMainWindow):
         for combo in (self.view_controls.mode, self.view_controls.color_by, self.view_controls.patches):
             combo.activated.connect(lambda *_: self.canvas.setFocus())
         self.view_controls.opacity.sliderReleased.connect(self.canvas.setFocus)
-        add("brush_smaller", "Brush smaller", lambda: self.brush_spin.setValue(max(1, int(self.brush_spin.value() / 1.25))),
-            ["["], "&Edit")
-        add("brush_bigger", "Brush bigger", lambda: self.brush_spin.setValue(int(self.brush_spin.value() * 1.25) + 1),
-            ["]"], "&Edit")
-        add("polygon_add", "Polygon: add", lambda: self.apply_polygon(False), ["Return", "Enter"], "&Edit")
-        add("polygon_subtract", "Polygon: subtract", lambda: self.apply_polygon(True), ["Shift+Return", "Shift+Enter"], "&Edit")
-        add("polygon_back", "Polygon: remove last point", self.canvas.undo_polygon_point, ["Backspace"], "&Edit")
-        add("escape", "Cancel polygon / back to Select", self.escape, ["Escape"], "&Edit")
+        add("brush_smaller", lambda: self.brush_spin.setValue(max(1, int(self.brush_spin.value() / 1.25))), "&Edit")
+        add("brush_bigger", lambda: self.brush_spin.setValue(int(self.brush_spin.value() * 1.25) + 1), "&Edit")
+        add("polygon_add", lambda: self.apply_polygon(False), "&Edit")
+        add("polygon_subtract", lambda: self.apply_polygon(True), "&Edit")
+        add("polygon_back", self.canvas.undo_polygon_point, "&Edit")
+        add("escape", self.escape, "&Edit")
         toolbar.addSeparator()
-        add("cycle_masks", "Cycle masks: final / refined / coarse", self.cycle_masks, ["V"], "&View")
-        add("diff", "Diff: added / removed by refinement", self.view_controls.diff.toggle, ["X"], "&View")
-        add("color_by", "Colour by instance / class",
+        add("cycle_masks", self.cycle_masks, "&View")
+        add("diff", self.view_controls.diff.toggle, "&View")
+        add("color_by",
             lambda: self.view_controls.color_by.setCurrentIndex(1 - self.view_controls.color_by.currentIndex()),
-            ["C"], "&View")
-        add("ground_truth", "Ground-truth outlines", self.view_controls.ground_truth.toggle, ["T"], "&View")
-        add("hide", "Hide / show selected instance", self.toggle_selected_visible, ["H"], "&View")
-        add("patches", "Boundary &patches on / off", self.toggle_patches, ["O"], "&View")
-        add("fit", "&Fit to window", self.canvas.fit, ["Home", "Ctrl+0"], "&View")
-        add("actual_size", "&Actual size (1:1)", self.canvas.actual_size, ["1", "Ctrl+1"], "&View")
-        add("zoom_in", "Zoom &in", lambda: self.canvas.zoom(1.25), ["Ctrl++", "Ctrl+=", "+", "="], "&View")
-        add("zoom_out", "Zoom &out", lambda: self.canvas.zoom(0.8), ["Ctrl+-", "-"], "&View")
-        add("refine_image", "Refine &image", self.refine_current_image, ["Ctrl+R"], "&Refine", tool="Refine image")
-        add("refine_selected", "Refine &selected", self.refine_selected, ["F"], "&Refine", tool="Refine selected")
-        add("refine_all", "Refine &dataset", self.refine_dataset, ["Ctrl+Shift+R"], "&Refine", tool="Refine all")
-        add("cancel", "&Cancel refinement", self.cancel_refinement, [], "&Refine")
+            "&View")
+        add("ground_truth", self.view_controls.ground_truth.toggle, "&View")
+        add("hide", self.toggle_selected_visible, "&View")
+        add("patches", self.toggle_patches, "&View")
+        add("fit", self.canvas.fit, "&View")
+        add("actual_size", self.canvas.actual_size, "&View")
+        add("zoom_in", lambda: self.canvas.zoom(1.25), "&View")
+        add("zoom_out", lambda: self.canvas.zoom(0.8), "&View")
+        add("refine_image", self.refine_current_image, "&Refine", tool="Refine image")
+        add("refine_selected", self.refine_selected, "&Refine", tool="Refine selected")
+        add("refine_all", self.refine_dataset, "&Refine", tool="Refine all")
+        add("cancel", self.cancel_refinement, "&Refine")
         help_menu = self.menuBar().addMenu("&Help")
-        keys = QtWidgets.QAction("&Keyboard shortcuts", self, shortcut=QtGui.QKeySequence("F1"))
-        keys.triggered.connect(self.show_keys)
+        help_keys = QtWidgets.QAction(SHORTCUTS["help_keys"].text, self)
+        help_keys.setShortcuts([QtGui.QKeySequence(k) for k in keys("help_keys")])
+        help_keys.triggered.connect(self.show_keys)
         about = QtWidgets.QAction("&About BPR Studio", self)
         about.triggered.connect(self.show_about)
-        for action in (keys, about):
+        for action in (help_keys, about):
             self.addAction(action)
             help_menu.addAction(action)
 
@@ -363,7 +366,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.canvas.set_image(self._pixels)
         except DatasetError as exc:
             self._pixels = None
-            self.canvas.set_image(None, f"Unreadable image:\n{exc}\n\nD / Shift+D: next / previous image")
+            self.canvas.set_image(None, f"Unreadable image:\n{exc}\n\n{key('next_image')} / {key('prev_image')}: "
+                                        "next / previous image")
         self.image_list.update_image(image)
         self.image_list.blockSignals(True)
         self.image_list.setCurrentRow(i)
@@ -668,6 +672,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if event.kind == "history":
             self._update_history_actions()
             return
+        if event.kind == "patches":  # the masks did not change
+            return
         if event.instance is not None:
             self.instance_table.update_instance(event.instance)
             self._instance_mask_changed(event.instance, event.window)  # a status change can change the final mask too
@@ -697,7 +703,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _need_selection(self) -> bool:
         if self.selected is None or self.current_image() is None:
-            self.statusBar().showMessage("Select an instance first: click it, pick it in the list, or press N", 4000)
+            self.statusBar().showMessage(f"Select an instance first: click it, pick it in the list, or press {key('next_unreviewed')}", 4000)
             return False
         return True
 
@@ -773,7 +779,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def apply_polygon(self, subtract: bool) -> None:
         if self.canvas.tool != "polygon" or len(self.canvas.polygon_points) < 3:
-            self.statusBar().showMessage("polygon tool (G): click at least 3 points, then Enter", 3000)
+            self.statusBar().showMessage(f"polygon tool ({key('tool_polygon')}): click at least 3 points, then {key('polygon_add')}", 3000)
             return
         if self._need_selection():
             self.session.fill_polygon(self.image_index, self.selected, self.canvas.take_polygon(), subtract=subtract)
@@ -861,8 +867,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if as_edit:
             self.session.set_edited_mask(i, j, result.mask)
-            inst = self.session.images[i].instances[j]
-            inst.boxes, inst.probs = result.boxes, result.probs
+            self.session.set_patches(i, j, result.boxes, result.probs)
         else:
             self.session.set_refined(i, j, result.mask, result.boxes, result.probs, rle=rle)
         self._without_patches += len(result.boxes) == 0
@@ -996,11 +1001,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def key_table(self) -> list[tuple[str, str]]:
         """(keys, what they do) for every action with a shortcut, then the mouse."""
-        rows = [(" / ".join(k.toString(QtGui.QKeySequence.NativeText) for k in action.shortcuts()),
-                 action.text().replace("&", "").rstrip("."))
-                for action in self.actions.values() if action.shortcuts()]
-        return rows + [("wheel", "zoom at the cursor"), ("middle drag, Space + drag", "pan"),
-                       ("click", "select an instance (again: the next one under the cursor)")]
+        rows = [(" / ".join(QtGui.QKeySequence(k).toString(QtGui.QKeySequence.NativeText) for k in shortcut.keys),
+                 shortcut.description)
+                for name, shortcut in SHORTCUTS.items() if shortcut.keys and name in self.actions]
+        return rows + list(MOUSE)
 
     def show_keys(self) -> QtWidgets.QDialog:
         """The keyboard table (F1), a non-modal dialog."""
@@ -1011,9 +1015,9 @@ class MainWindow(QtWidgets.QMainWindow):
         table.setHorizontalHeaderLabels(("Keys", "Action"))
         table.verticalHeader().hide()
         table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
-        for row, (keys, text) in enumerate(self.key_table()):
+        for row, (sequence, text) in enumerate(self.key_table()):
             table.insertRow(row)
-            table.setItem(row, 0, QtWidgets.QTableWidgetItem(keys))
+            table.setItem(row, 0, QtWidgets.QTableWidgetItem(sequence))
             table.setItem(row, 1, QtWidgets.QTableWidgetItem(text))
         table.resizeColumnsToContents()
         table.horizontalHeader().setStretchLastSection(True)
@@ -1030,7 +1034,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self, "About BPR Studio",
             f"<b>BPR Studio {__version__}</b><p>Review and polish instance-segmentation masks with Boundary Patch "
             "Refinement (Tang et al., &ldquo;Look Closer to Segment Better: Boundary Patch Refinement for "
-            "Instance Segmentation&rdquo;, CVPR 2021).</p><p>MIT licence. Press F1 for the keyboard shortcuts.</p>")
+            f"Instance Segmentation&rdquo;, CVPR 2021).</p><p>MIT licence. Press {key('help_keys')} for the keyboard "
+            "shortcuts.</p>")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self._patch_preview.shutdown()

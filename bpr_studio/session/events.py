@@ -11,7 +11,8 @@ class SessionEvent:
     """What changed.
 
     kind: "status" (review status), "mask" (edited mask), "refined" (a refinement result arrived),
-    "history" (undo/redo availability), "saved" (the session file was written).
+    "patches" (an instance's refinement patches changed, not its masks), "history" (undo/redo
+    availability), "saved" (the session file was written).
     image: image index; instance: instance index, or None when the event concerns the whole image
     or session.
     window: for "mask" events, (x0, y0, x1, y1) image pixels, end-exclusive: the instance's final

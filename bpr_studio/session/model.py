@@ -559,6 +559,17 @@ class Session:
                        "boxes": None if boxes is None else inst.boxes.tolist()})
         self.events.changed.emit(SessionEvent("refined", i, j))
 
+    def set_patches(self, i: int, j: int, boxes: np.ndarray | None, probs: np.ndarray | None = None) -> None:
+        """Store the patches of a refinement whose mask went elsewhere (a re-refined touch-up becomes
+        the edited mask through :meth:`set_edited_mask`): boxes (K, 4) int32, probs (K, P, P) float
+        (kept as float16). Journalled (the boxes), not an undo step; emits a "patches" event."""
+        inst = self.images[i].instances[j]
+        inst.boxes = None if boxes is None else np.asarray(boxes, np.int32).reshape(-1, 4)
+        inst.probs = None if probs is None else np.asarray(probs, np.float16)
+        self._journal({"op": "patches", "image": i, "instance": j,
+                       "boxes": None if inst.boxes is None else inst.boxes.tolist()})
+        self.events.changed.emit(SessionEvent("patches", i, j))
+
     def set_weights(self, path: str | Path | None) -> None:
         """Remember the refinement weights in use (None: the shipped default); journalled, not an undo step."""
         self.weights = None if path is None else str(path)
@@ -723,6 +734,10 @@ class Session:
         if entry["op"] == "change":
             for change in entry["changes"]:
                 self._apply(image, Change.from_json(change))
+        elif entry["op"] == "patches":
+            boxes = entry["boxes"]
+            image.instances[entry["instance"]].boxes = None if boxes is None else \
+                np.asarray(boxes, np.int32).reshape(-1, 4)
         elif entry["op"] == "refined":
             inst = image.instances[entry["instance"]]
             inst._set("refined", None, entry["rle"])
