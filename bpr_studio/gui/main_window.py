@@ -1,19 +1,19 @@
 """The BPR Studio main window: canvas, image and instance lists, review keys, touch-up tools, background refinement.
 
 The window holds no algorithm: masks change only through Session methods, patches and
-refinement come from core.refiner (patch_boxes; a Refiner in a RefineWorker thread), files from io.
+refinement come from core.refiner (patch_boxes; a Refiner in a RefineWorker thread, run by
+gui.refine_controller), files from io; its keys are in gui.shortcuts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PyQt5 import QtCore, QtGui, QtWidgets, sip
+from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
 from ..core.config import RefinerConfig
@@ -28,7 +28,8 @@ from .canvas import Canvas
 from .dialogs import ExportDialog, OpenDialog
 from .panels import ImageList, InstanceTable, ViewControls
 from .patch_preview import PatchPreview, mask_window
-from .worker import RefineJob, RefineWorker, start_worker
+from .refine_controller import RefineController
+from .worker import RefineJob
 
 
 def default_refiner_factory(weights=None, device: str = "auto") -> Callable[[RefinerConfig], object]:
@@ -93,15 +94,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_error: str | None = None
         self.last_export = None  # the ExportReport of the last export
         self.device = device
-        self._refiner_factory = refiner_factory or default_refiner_factory(device=device)
-        self._refiner = None
-        self._refiner_lock = threading.Lock()
-        self._worker: RefineWorker | None = None
-        self._without_patches = 0  # instances of the running refinement that got no patches
-        self._refine_error: str | None = None  # why the running refinement stopped, if it failed
-        self._stage = ""  # what the worker is doing, for the progress label
         self._patches_shown = "selected instance"  # what the patch key brings back
-        self._thread: QtCore.QThread | None = None
         self._pixels: np.ndarray | None = None
         self._labels: np.ndarray | None = None
         self._hidden: set[int] = set()
@@ -120,6 +113,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("BPR Studio")
         self.resize(1400, 900)
         self._build_widgets()
+        self.refinement = RefineController(self, refiner_factory or default_refiner_factory(device=device))
+        self.refinement.show_progress(False)
         self._build_actions()
         from .adapt import install_adapt
         self.adapt = install_adapt(self)
@@ -175,7 +170,6 @@ class MainWindow(QtWidgets.QMainWindow):
                        self.device_label):
             widget.setContentsMargins(8, 0, 8, 0)
             status.addPermanentWidget(widget)
-        self._show_progress(False)
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
@@ -790,11 +784,16 @@ class MainWindow(QtWidgets.QMainWindow):
         elif self.canvas.tool != "select":
             self.set_tool("select")
 
-    # ---- refinement --------------------------------------------------------------------------------
+    # ---- refinement (what to refine; the RefineController runs it) ---------------------------------
 
     @property
     def refining(self) -> bool:
-        return self._worker is not None
+        return self.refinement.refining
+
+    @property
+    def _refiner(self):
+        """The refiner in use (made by the first refinement), or None."""
+        return self.refinement.refiner
 
     def refine_current_image(self) -> None:
         image = self.current_image()
@@ -821,120 +820,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self._start_refinement([job for job in jobs if job.instances], "dataset")
 
     def _job(self, image, instances, as_edit: bool = False) -> RefineJob:
-        instances = list(instances)
-        masks = [self.refine_input(image.instances[j]).copy() if as_edit else image.instances[j].source.rle
-                 for j in instances]
-        return RefineJob(image.index, image, instances, masks, as_edit)
+        return self.refinement.job(image, instances, self.refine_input if as_edit else None)
 
     def _start_refinement(self, jobs: list[RefineJob], what: str) -> None:
-        if self.refining:
-            self.statusBar().showMessage("a refinement is running: wait for it or cancel it", 4000)
-            return
-        if not jobs:
-            self.statusBar().showMessage("nothing to refine", 3000)
-            return
-        self.refresh_patches()  # takes the patch settings of the View panel
-        worker = RefineWorker(jobs, functools.partial(self._provide_refiner, self.config))
-        worker.stage.connect(self._refine_stage)
-        worker.device.connect(lambda name: self.device_label.setText(f"device: {name}"))
-        worker.instanceDone.connect(functools.partial(self._instance_refined, self.session))
-        worker.progress.connect(self._refine_progress)
-        worker.imageFailed.connect(functools.partial(self._image_failed, self.session))
-        worker.failed.connect(self._refine_failed)
-        worker.finished.connect(self._refine_finished)
-        self.progress_bar.setRange(0, 0)  # busy until the first image's patches are counted
-        self.progress_label.setText("starting")
-        self.cancel_button.setEnabled(True)
-        self._show_progress(True)
-        self.statusBar().showMessage(f"refining {what}: {worker.total} instance(s)")
-        self._without_patches = 0
-        self._refine_error = None
-        self._worker = worker
-        self._thread = start_worker(worker, self)
-
-    def _provide_refiner(self, config: RefinerConfig):
-        """Called in the worker thread: the refiner (made on first use) with the View panel's patch settings."""
-        with self._refiner_lock:
-            if self._refiner is None:
-                self._refiner = self._refiner_factory(config)
-            elif isinstance(getattr(self._refiner, "config", None), RefinerConfig):
-                self._refiner.config = dataclasses.replace(self._refiner.config, patch_size=config.patch_size,
-                                                           nms_thr=config.nms_thr, min_size=config.min_size)
-            return self._refiner
-
-    def _instance_refined(self, session, i: int, j: int, result, rle: dict, as_edit: bool) -> None:
-        if session is not self.session:  # a result that arrived after another dataset was opened
-            return
-        if as_edit:
-            self.session.set_edited_mask(i, j, result.mask)
-            self.session.set_patches(i, j, result.boxes, result.probs)
-        else:
-            self.session.set_refined(i, j, result.mask, result.boxes, result.probs, rle=rle)
-        self._without_patches += len(result.boxes) == 0
-        self.instanceRefined.emit(i, j)
-
-    def _show_progress(self, visible: bool) -> None:
-        for widget in (self.progress_label, self.progress_bar, self.cancel_button):
-            widget.setVisible(visible)
-
-    def _refine_stage(self, text: str) -> None:
-        if not (self._worker is not None and self._worker.cancelled):
-            self.progress_label.setText(text + ("..." if text == "loading model" else ""))
-            self._stage = text
-
-    def _refine_progress(self, done: int, total: int, done_patches: int, image_patches: int) -> None:
-        """The bar counts the patches of the image being refined; the label the instances of the whole run."""
-        if self._worker is None or self._worker.cancelled:
-            return
-        self.progress_bar.setRange(0, max(image_patches, 1))
-        self.progress_bar.setValue(done_patches)
-        self.progress_label.setText(f"{self._stage}: {done}/{total} instances")
-
-    def _refine_failed(self, message: str, details: str) -> None:
-        self._refine_error = message
-        box = self.show_error("Refinement stopped", message)
-        if details:
-            box.setDetailedText(details)
-
-    def _image_failed(self, session, i: int, message: str) -> None:
-        if session is not self.session:
-            return
-        self.image_list.update_image(session.images[i])
-        self.statusBar().showMessage(f"skipped: {message}", 6000)
-
-    def _refine_finished(self, cancelled: bool) -> None:
-        self._worker = None
-        self._thread = None
-        self._show_progress(False)
-        message = "refinement cancelled" if cancelled else "refinement finished"
-        if self._refine_error:
-            message = f"refinement stopped: {self._refine_error}"
-        if self._without_patches:
-            message += f"; {self._without_patches} under the min size ({self.config.min_size} px) kept coarse"
-        self.statusBar().showMessage(message, 8000)
-        self.refineFinished.emit(cancelled)
+        if not self.refining and jobs:
+            self.refresh_patches()  # takes the patch settings of the View panel
+        self.refinement.start(jobs, what, self.config)
 
     def cancel_refinement(self) -> None:
         """Ask a running refinement to stop after its current batch; the status bar says so at once."""
-        if self._worker is not None and not self._worker.cancelled:
-            self._worker.cancel()
-            self.progress_label.setText("cancelling...")
-            self.cancel_button.setEnabled(False)
-            self.statusBar().showMessage("cancelling...")
+        self.refinement.cancel()
 
     def _wait_for_worker(self, ms: int = 10000) -> None:
         """Wait (with the window still painting) until the running refinement has finished."""
-        thread = self._thread
-        if thread is None:
-            return
-        loop = QtCore.QEventLoop()
-        self.refineFinished.connect(loop.quit)
-        QtCore.QTimer.singleShot(ms, loop.quit)
-        if self.refining:
-            loop.exec_()
-        self.refineFinished.disconnect(loop.quit)
-        if not sip.isdeleted(thread):
-            thread.wait(1000)
+        self.refinement.wait(ms)
 
     # ---- files -------------------------------------------------------------------------------------
 
