@@ -334,3 +334,32 @@ def test_set_patches_emits_an_event_and_survives_a_reopen(tmp_path):
     session.store.close()  # no snapshot: the journal alone has it
     again = Session(dataset, tmp_path / "s.bprsession")
     assert np.array_equal(again.images[0].instances[1].boxes, boxes)
+
+
+def test_view_state_without_widgets():
+    """The view model: setters announce changes once, shown_name follows the mask mode."""
+    from bpr_studio.session.view import ViewState
+
+    view = ViewState()
+    seen = []
+    view.changed.connect(lambda e: seen.append((e.kind, e.instance)))
+    assert view.select(2) and not view.select(2)
+    assert view.set_mask_mode("coarse") and view.set_diff(True) and view.set_color_by("class")
+    assert view.set_visible(1, False) and not view.set_visible(1, False) and view.hidden == {1}
+    assert seen == [("selection", None), ("mask_mode", None), ("diff", None), ("color_by", None), ("visibility", 1)]
+    with pytest.raises(ValueError):
+        view.set_mask_mode("edited")
+
+    class Inst:
+        final_name = "edited"
+
+        def has(self, name):
+            return name != "refined"
+
+    assert view.shown_name(Inst()) == "coarse"
+    view.set_mask_mode("refined")
+    assert view.shown_name(Inst()) == "coarse"  # nothing refined: the coarse mask
+    view.set_mask_mode("final")
+    assert view.shown_name(Inst()) == "edited"
+    view.new_image()
+    assert view.selected is None and not view.hidden

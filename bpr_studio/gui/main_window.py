@@ -21,6 +21,7 @@ from ..core.refiner import patch_boxes
 from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.export import default_export_path
+from ..session.view import ViewState
 from ..session.rle import rle_crop
 from . import icons, overlay
 from .shortcuts import SHORTCUTS, MOUSE, key, keys, start_hint
@@ -88,7 +89,8 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__(parent)
         self.session: Session | None = None
         self.image_index = -1
-        self.selected: int | None = None
+        self.view = ViewState()  # selection, masks shown, diff, colours, hidden instances
+        self.view.changed.connect(self._view_changed)
         self.auto_advance = True
         self.config = config or RefinerConfig()
         self.last_error: str | None = None
@@ -97,7 +99,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._patches_shown = "selected instance"  # what the patch key brings back
         self._pixels: np.ndarray | None = None
         self._labels: np.ndarray | None = None
-        self._hidden: set[int] = set()
         self._boxes: dict[int, tuple | None] = {}
         self._diff_labels: np.ndarray | None = None  # the diff view's label map, when it is shown
         self._selected_frame: tuple | None = None  # the image box the selected instance's layer covers
@@ -141,7 +142,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_list.currentRowChanged.connect(self._image_row_changed)
         self.instance_table.instanceSelected.connect(self.select_instance)
         self.instance_table.visibilityChanged.connect(self.set_instance_visible)
-        self.view_controls.changed.connect(self._rebuild_overlay)
+        self.view_controls.mode.currentTextChanged.connect(self.view.set_mask_mode)
+        self.view_controls.diff.toggled.connect(self.view.set_diff)
+        self.view_controls.color_by.currentTextChanged.connect(self.view.set_color_by)
         self.view_controls.ground_truth.toggled.connect(self._draw_ground_truth)
         self.view_controls.opacity.valueChanged.connect(lambda v: self.canvas.set_overlay_opacity(v / 100.0))
         self.view_controls.patchesChanged.connect(self.refresh_patches)
@@ -352,8 +355,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         session.select_image(i)
         self.image_index = i
-        self.selected = None
-        self._hidden = set()
+        self.view.new_image()
         image = session.images[i]
         try:
             self._pixels = image.read_image()
@@ -401,6 +403,28 @@ class MainWindow(QtWidgets.QMainWindow):
         """Scroll the canvas so image pixel (x, y) is in the middle."""
         self.canvas.center_on(x, y)
 
+    @property
+    def selected(self) -> int | None:
+        """The selected instance of the current image (``view.selected``)."""
+        return self.view.selected
+
+    @property
+    def _hidden(self) -> set[int]:
+        return self.view.hidden
+
+    def _view_changed(self, event) -> None:
+        """The view model changed: the panel's widgets show it, the overlay follows (selection and
+        visibility are drawn by select_instance and set_instance_visible, which set them)."""
+        if event.kind in ("mask_mode", "diff", "color_by"):
+            controls = self.view_controls
+            for widget, setter, value in ((controls.mode, controls.mode.setCurrentText, self.view.mask_mode),
+                                          (controls.diff, controls.diff.setChecked, self.view.diff),
+                                          (controls.color_by, controls.color_by.setCurrentText, self.view.color_by)):
+                widget.blockSignals(True)
+                setter(value)
+                widget.blockSignals(False)
+            self._rebuild_overlay()
+
     def current_image(self):
         return None if self.session is None or self.image_index < 0 else self.session.images[self.image_index]
 
@@ -410,7 +434,8 @@ class MainWindow(QtWidgets.QMainWindow):
         image = self.current_image()
         if image is None or (j is not None and not 0 <= j < len(image.instances)):
             return
-        previous, self.selected = self.selected, j
+        previous = self.selected
+        self.view.select(j)
         self.instance_table.select(j)
         if previous != j:
             # the selected instance has its own layer: hide it in the cached one, show the previous one again
@@ -421,7 +446,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.refresh_patches()
 
     def set_instance_visible(self, j: int, visible: bool) -> None:
-        (self._hidden.discard if visible else self._hidden.add)(j)
+        self.view.set_visible(j, visible)
         row = self.instance_table.row_of(j)
         if row is not None:
             item = self.instance_table.table.item(row, 0)
@@ -430,7 +455,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.instance_table.table.blockSignals(True)
                 item.setCheckState(state)
                 self.instance_table.table.blockSignals(False)
-        if self.view_controls.diff.isChecked():
+        if self.view.diff:
             self._rebuild_overlay()
         else:
             self._repaint_instances([j])
@@ -456,13 +481,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def shown_name(self, inst) -> str:
         """Which mask of an InstanceState the view mode (final / refined / coarse) shows."""
-        mode = self.view_controls.mode.currentText()
-        if mode == "coarse" or (mode == "refined" and not inst.has("refined")):
-            return "coarse"
-        return "refined" if mode == "refined" else inst.final_name
+        return self.view.shown_name(inst)
 
     def _color(self, j: int) -> tuple[int, int, int]:
-        if self.view_controls.color_by.currentText() == "class":
+        if self.view.color_by == "class":
             return overlay.palette_color(self.current_image().instances[j].category_id)
         return overlay.palette_color(j)
 
@@ -477,7 +499,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.canvas.set_overlay(None)
             self._set_selected_layer(None)
             return
-        if self.view_controls.diff.isChecked():
+        if self.view.diff:
             self._labels = None
             self._diff_labels = overlay.diff_map(image.shape, self._diff_pairs())
             self.canvas.set_overlay(overlay.indexed_image(self._diff_labels, overlay.diff_colors()))
@@ -526,7 +548,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Instance j's shown mask changed (only inside ``window``, image pixels, when given: a stroke):
         redraw that part of the cached layer, and of its own layer when it is the selected one."""
         image = self.current_image()
-        if self.view_controls.diff.isChecked():
+        if self.view.diff:
             if window is None or self._diff_labels is None:
                 self._overlay_timer.start()
                 return
@@ -569,7 +591,7 @@ class MainWindow(QtWidgets.QMainWindow):
         j = self.selected
         image = self.current_image()
         if j is None or image is None or j in self._hidden or self._pixels is None \
-                or self.view_controls.diff.isChecked():
+                or self.view.diff:
             self._set_selected_layer(None)
             return
         inst = image.instances[j]
