@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from PyQt5 import QtCore, QtWidgets
+from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
 from bpr_studio.core.config import RefinerConfig
@@ -74,8 +74,9 @@ def _drag(qtbot, canvas, points):
     viewport = canvas.viewport()
     positions = [canvas.mapFromScene(QtCore.QPointF(x, y)) for x, y in points]
     qtbot.mousePress(viewport, Qt.LeftButton, pos=positions[0])
-    for pos in positions[1:]:
-        qtbot.mouseMove(viewport, pos)
+    for pos in positions[1:]:  # QTest's mouseMove moves the cursor only: send the move itself
+        QtWidgets.QApplication.sendEvent(viewport, QtGui.QMouseEvent(
+            QtCore.QEvent.MouseMove, QtCore.QPointF(pos), Qt.LeftButton, Qt.LeftButton, Qt.NoModifier))
     qtbot.mouseRelease(viewport, Qt.LeftButton, pos=positions[-1])
 
 
@@ -128,7 +129,8 @@ def test_refine_review_touch_up_export_reopen(qtbot, voc_copy, tiny_weights, tmp
     dx, dy = seg[1:, None, 0] - ax, seg[1:, None, 1] - ay
     t = np.clip(((xx[None] - ax) * dx + (yy[None] - ay) * dy) / (dx * dx + dy * dy), 0, 1)
     dist = np.hypot(xx[None] - ax - t * dx, yy[None] - ay - t * dy).min(axis=0)
-    assert np.all(np.minimum(dist, near) <= 6 + 2), "pixels changed away from the stroke"
+    # radius 6, the brush's odd line width, and the points rounded to screen pixels (the view is scaled)
+    assert np.all(np.minimum(dist, near) <= 6 + 3), "pixels changed away from the stroke"
 
     _press_key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
     assert np.array_equal(inst.final, before)
@@ -339,3 +341,70 @@ def test_open_and_export_dialogs_give_the_window_its_arguments(qtbot, voc_copy, 
     first = window.session.images[0]
     only = [rec for rec in exported.images if rec.instances][0]
     assert np.array_equal(only.instances[0].mask, first.instances[0].final)
+
+
+def test_a_stroke_redraws_its_window_only_and_undo_restores(qtbot, voc_copy):
+    """A brush stroke drawn on the canvas changes exactly the pixels under the brush, its session event
+    carries the stroke's window, the layers redrawn there look as a full redraw does, the patch
+    preview follows in the background, and undo restores the mask exactly."""
+    from bpr_studio.session.paint import stroke_window
+
+    window = _window(qtbot, voc_copy, SlowRefiner)
+    window.resize(1000, 700)
+    image = window.session.images[0]
+    j = 1
+    inst = image.instances[j]
+    window.select_instance(j)
+    window.set_tool("brush")
+    window.brush_spin.setValue(5)
+    events = []
+    window.session.events.changed.connect(lambda e: e.kind == "mask" and events.append(e))
+    x, y, w, h = inst.source.bbox
+    strokes = [([(x + w / 2, y - 8.0), (x + w / 2 + 25, y - 6.0)], False),  # first: creates the edit
+               ([(x + w / 2 + 10, y + 4.0), (x + w / 2 + 30, y + 2.0)], True),
+               ([(x + w / 3, y + h / 2), (x + w / 3 + 20, y + h / 2 + 5)], True),
+               ([(x + w / 2, y - 20.0), (x + w / 2 + 5, y - 30.0)], False)]
+    masks = [inst.final.copy()]
+    drawn_points = []
+    window.canvas.strokeFinished.connect(lambda points, erase: drawn_points.append(points))
+    for points, erase in strokes:
+        window.set_tool("eraser" if erase else "brush")
+        events.clear()
+        _drag(qtbot, window.canvas, points)
+        assert len(drawn_points[-1]) == len(points)
+        box, covered = stroke_window(image.shape, drawn_points[-1], window.canvas.brush_radius)
+        expected = masks[-1].copy()
+        x0, y0, x1, y1 = box
+        expected[y0:y1, x0:x1] = expected[y0:y1, x0:x1] & ~covered if erase else expected[y0:y1, x0:x1] | covered
+        assert np.array_equal(inst.final, expected)
+        assert [(e.instance, e.window) for e in events] == [(j, box)]
+        masks.append(inst.final.copy())
+    qtbot.waitUntil(lambda: not window._patch_preview.busy and not window._patch_timer.isActive(), timeout=10000)
+    drawn = window.canvas.grab().toImage()
+    preview = [tuple(item.rect().getCoords()) for item in window.canvas.patch_items]
+    window._rebuild_overlay()
+    window.refresh_patches()
+    assert window.canvas.grab().toImage() == drawn
+    assert [tuple(item.rect().getCoords()) for item in window.canvas.patch_items] == preview
+    for mask in reversed(masks[:-1]):
+        _press_key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
+        assert np.array_equal(inst.final, mask)
+    assert not inst.has("edited")
+
+
+def test_keys_come_from_the_shortcuts_table(qtbot):
+    """Actions, the Help table, the start hint and the View panel's labels all take their keys from gui.shortcuts."""
+    from bpr_studio.gui import shortcuts
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    for name, action in window.actions.items():
+        if name in shortcuts.SHORTCUTS:
+            assert [k.toString() for k in action.shortcuts()] == \
+                [QtGui.QKeySequence(k).toString() for k in shortcuts.keys(name)], name
+    assert ("R", "Reject (keep coarse)") in window.key_table()
+    assert shortcuts.start_hint().startswith("Ctrl+R refines the image · N next unreviewed")
+    layout = window.view_controls.layout()
+    labels = [layout.itemAt(i).widget().text() for i in range(layout.count())
+              if isinstance(layout.itemAt(i).widget(), QtWidgets.QLabel)]
+    assert "Masks (V)" in labels and "Patches (O)" in labels

@@ -186,3 +186,25 @@ def test_small_images_and_masks_smaller_than_a_patch(shape):
     assert crops.shape[1:] == (64, 64)
     out = reassemble(mask, boxes, crops.astype(np.float32))
     np.testing.assert_array_equal(out, mask)
+
+
+def test_patches_of_a_mask_window_are_the_whole_masks():
+    """boundary_patches / patch_boxes on a window (the mask's box + 2 px, clipped) of an image give the
+    boxes of the whole mask, also where the mask touches the image border."""
+    import cv2
+
+    from bpr_studio.core.config import RefinerConfig
+    from bpr_studio.core.refiner import patch_boxes
+
+    config = RefinerConfig(patch_size=32, min_size=0)
+    for centre, axes in (((60, 50), (30, 20)), ((5, 70), (40, 25)), ((150, 95), (30, 30))):
+        mask = np.zeros((100, 160), np.uint8)
+        cv2.ellipse(mask, centre, axes, 15, 0, 360, 1, -1)
+        mask = mask.astype(bool)
+        rows, cols = np.nonzero(mask)
+        x0, y0 = max(cols.min() - 2, 0), max(rows.min() - 2, 0)
+        x1, y1 = min(cols.max() + 3, 160), min(rows.max() + 3, 100)
+        window = mask[y0:y1, x0:x1].copy()
+        whole = patch_boxes(mask, config)
+        assert len(whole) > 0
+        assert np.array_equal(patch_boxes(window, config, origin=(x0, y0), shape=mask.shape), whole)

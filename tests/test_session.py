@@ -94,6 +94,83 @@ def test_brush_changes_only_the_stroke_and_undo_redo_are_exact(tmp_path):
     assert not session.paint(1, 1, [[-50.0, -50.0]], radius=3)  # entirely outside: nothing happens
 
 
+def test_strokes_keep_box_count_and_window_exact_and_undo_restores(tmp_path):
+    """Random strokes, erasures, polygons, rejections, undo and redo: each "mask" event's window holds
+    every pixel the final mask changed, the edited mask's crop (kept up to date stroke by stroke)
+    is its tight box, the changed count is exact, and undoing everything restores every mask."""
+    from bpr_studio.core.boundary import mask_bbox
+
+    session = Session(_dataset(tmp_path, n_images=1))
+    image = session.images[0]
+    events = []
+    session.events.changed.connect(lambda e: e.instance is not None and events.append(e))
+    start = [inst.final.copy() for inst in image.instances]
+    rng = np.random.default_rng(3)
+    steps = 0
+    for k in range(120):
+        j = int(rng.integers(2))
+        befores = [other.final.copy() for other in image.instances]
+        events.clear()
+        what = rng.random()
+        if what < 0.07 and session.can_undo(0):
+            session.undo(0)
+            steps -= 1
+        elif what < 0.12 and session.can_redo(0):
+            session.redo(0)
+            steps += 1
+        elif what < 0.16:
+            steps += session.reject(0, j)
+        elif what < 0.22:
+            steps += session.fill_polygon(0, j, rng.uniform(-5, 85, (4, 2)), subtract=bool(rng.integers(2)))
+        else:
+            points = rng.uniform(-5, 85, (int(rng.integers(1, 4)), 2))
+            steps += session.paint(0, j, points, radius=float(rng.uniform(0.5, 6)), erase=bool(rng.random() < 0.5))
+        for m, other in enumerate(image.instances):
+            changed = befores[m] ^ other.final
+            told = [e for e in events if e.instance == m]
+            if changed.any():
+                assert told, f"step {k}: instance {m} changed without an event"
+                if all(e.kind == "mask" and e.window is not None for e in told):
+                    outside = changed.copy()
+                    for e in told:
+                        x0, y0, x1, y1 = e.window
+                        outside[y0:y1, x0:x1] = False
+                    assert not outside.any(), f"step {k}: the final mask changed outside the event's window"
+        for other in image.instances:
+            if other.has("edited"):
+                crop = other.crop("edited")
+                box = mask_bbox(other.edited)
+                assert (crop is None and box is None) or (crop[:2] == box[:2] and crop[2].shape ==
+                                                           (box[3] - box[1], box[2] - box[0]))
+                if crop is not None:
+                    assert np.array_equal(crop[2], other.edited[box[1]:box[3], box[0]:box[2]])
+            assert other.changed_pixels == int(np.count_nonzero(other.final ^ other.coarse)), f"step {k}"
+    while session.undo(0):
+        pass
+    for inst, mask in zip(image.instances, start):
+        assert np.array_equal(inst.final, mask) and inst.status == "unreviewed" and not inst.has("edited")
+
+
+def test_a_stroke_event_carries_the_stroke_window(tmp_path):
+    session = Session(_dataset(tmp_path, n_images=1))
+    events = []
+    session.events.changed.connect(events.append)
+    inst = session.images[0].instances[0]
+    before = inst.final.copy()
+    assert session.paint(0, 0, [[25.0, 8.0], [40.0, 8.0]], radius=2)  # first stroke: creates the edit
+    assert [(e.kind, e.instance, e.window) for e in events] == [("mask", 0, (23, 6, 43, 11)), ("history", None, None)]
+    events.clear()
+    assert session.paint(0, 0, [[20.0, 20.0]], radius=1, erase=True)
+    assert events[0].window == (19, 19, 22, 22)
+    events.clear()
+    assert session.undo(0)
+    assert events[0].kind == "mask" and events[0].window == (19, 19, 22, 22)
+    events.clear()
+    assert session.undo(0)
+    assert events[0].kind == "mask" and events[0].window is None  # the edit is dropped: anywhere
+    assert np.array_equal(inst.final, before)
+
+
 def test_polygon_and_reject_keep_coarse(tmp_path):
     session = Session(_dataset(tmp_path))
     inst = session.images[0].instances[0]
@@ -241,3 +318,48 @@ def test_only_the_current_image_keeps_decoded_masks(tmp_path):
     assert session.images[0].instances[0]._arrays
     session.select_image(1)
     assert not session.images[0].instances[0]._arrays
+
+
+def test_set_patches_emits_an_event_and_survives_a_reopen(tmp_path):
+    """The patches of a re-refined touch-up go through the session: an event, and the journal keeps the boxes."""
+    dataset = _dataset(tmp_path, n_images=1)
+    session = Session(dataset, tmp_path / "s.bprsession")
+    events = []
+    session.events.changed.connect(events.append)
+    boxes = np.array([[0, 0, 8, 8], [4, 4, 12, 12]], np.int32)
+    session.set_patches(0, 1, boxes, np.full((2, 8, 8), 0.75, np.float32))
+    inst = session.images[0].instances[1]
+    assert [(e.kind, e.image, e.instance) for e in events] == [("patches", 0, 1)]
+    assert np.array_equal(inst.boxes, boxes) and inst.probs.dtype == np.float16
+    session.store.close()  # no snapshot: the journal alone has it
+    again = Session(dataset, tmp_path / "s.bprsession")
+    assert np.array_equal(again.images[0].instances[1].boxes, boxes)
+
+
+def test_view_state_without_widgets():
+    """The view model: setters announce changes once, shown_name follows the mask mode."""
+    from bpr_studio.session.view import ViewState
+
+    view = ViewState()
+    seen = []
+    view.changed.connect(lambda e: seen.append((e.kind, e.instance)))
+    assert view.select(2) and not view.select(2)
+    assert view.set_mask_mode("coarse") and view.set_diff(True) and view.set_color_by("class")
+    assert view.set_visible(1, False) and not view.set_visible(1, False) and view.hidden == {1}
+    assert seen == [("selection", None), ("mask_mode", None), ("diff", None), ("color_by", None), ("visibility", 1)]
+    with pytest.raises(ValueError):
+        view.set_mask_mode("edited")
+
+    class Inst:
+        final_name = "edited"
+
+        def has(self, name):
+            return name != "refined"
+
+    assert view.shown_name(Inst()) == "coarse"
+    view.set_mask_mode("refined")
+    assert view.shown_name(Inst()) == "coarse"  # nothing refined: the coarse mask
+    view.set_mask_mode("final")
+    assert view.shown_name(Inst()) == "edited"
+    view.new_image()
+    assert view.selected is None and not view.hidden

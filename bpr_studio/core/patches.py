@@ -20,18 +20,23 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 def boundary_patches(mask: np.ndarray, patch_size: int = RefinerConfig.patch_size,
-                     nms_thr: float = RefinerConfig.nms_thr, bbox: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                     nms_thr: float = RefinerConfig.nms_thr, bbox: tuple[int, int, int, int] | None = None,
+                     origin: tuple[int, int] = (0, 0), shape: tuple[int, int] | None = None) -> np.ndarray:
     """Square patches along the boundary of one mask, NMS-filtered, covering every boundary pixel.
 
     mask: (H, W) bool. bbox: the mask's ``mask_bbox`` when the caller already has it (saves a pass
     over the mask). Returns (K, 4) int32 boxes ``(x0, y0, x1, y1)``, best-scored first;
     (0, 4) for an empty mask. Work is confined to the mask's bounding box plus one pixel.
+    A mask may also be given as a window of its image: ``mask[0, 0]`` is image pixel ``origin``
+    (x, y) of an image of ``shape`` (H, W); the window must hold the mask's box and 2 more pixels on
+    every side where the image has them. The boxes are then the whole mask's, in image pixels.
 
     Every pixel with a non-zero boundary score lies inside at least one returned box: greedy NMS
     alone does not promise that (a box whose centre is suppressed can overlap its suppressor by
     less than half a patch), so boundary pixels left uncovered get boxes of their own, best first.
     """
     height, width = mask.shape
+    image_height, image_width = shape if shape is not None else mask.shape
     bbox = bbox if bbox is not None else mask_bbox(mask)
     if bbox is None:
         return np.zeros((0, 4), np.int32)
@@ -42,13 +47,13 @@ def boundary_patches(mask: np.ndarray, patch_size: int = RefinerConfig.patch_siz
     local = boundary_score_map(mask[cy0:cy1, cx0:cx1])[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
     ys, xs = np.nonzero(local)
     scores = local[ys, xs]
-    ys = ys + y0
-    xs = xs + x0
+    ys = ys + y0 + origin[1]
+    xs = xs + x0 + origin[0]
     order = np.argsort(-scores, kind="stable")
     xs, ys = xs[order], ys[order]
     half = patch_size // 2
-    bx = np.clip(xs - half, 0, max(width - patch_size, 0)).astype(np.int32)
-    by = np.clip(ys - half, 0, max(height - patch_size, 0)).astype(np.int32)
+    bx = np.clip(xs - half, 0, max(image_width - patch_size, 0)).astype(np.int32)
+    by = np.clip(ys - half, 0, max(image_height - patch_size, 0)).astype(np.int32)
     keep = _nms_equal_squares(bx, by, patch_size, nms_thr)
     keep = _cover_missed(xs, ys, bx, by, keep, patch_size)
     kx, ky = bx[keep], by[keep]

@@ -89,14 +89,16 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return chosen
 
 
-def patch_boxes(mask: np.ndarray, config: RefinerConfig) -> np.ndarray:
+def patch_boxes(mask: np.ndarray, config: RefinerConfig, origin: tuple[int, int] = (0, 0),
+                shape: tuple[int, int] | None = None) -> np.ndarray:
     """Boxes (K, 4) int32 (x0, y0, x1, y1) the Refiner refines for one (H, W) bool mask: its boundary
     patches, or none when the mask is empty or its bounding box is shorter than ``config.min_size``
-    on its longer side."""
+    on its longer side. origin, shape: the mask given as a window of its image (see
+    ``boundary_patches``): the same boxes, for the cost of the window."""
     box = mask_bbox(mask)
     if box is None or max(box[2] - box[0], box[3] - box[1]) < config.min_size:
         return np.zeros((0, 4), np.int32)
-    return boundary_patches(mask, config.patch_size, config.nms_thr, bbox=box)
+    return boundary_patches(mask, config.patch_size, config.nms_thr, bbox=box, origin=origin, shape=shape)
 
 
 class Refiner:

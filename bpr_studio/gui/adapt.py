@@ -75,10 +75,10 @@ class AdaptController(QtCore.QObject):
         from .main_window import default_refiner_factory
 
         self.window = window
-        self._default_factory = window._refiner_factory
+        self._default_factory = window.refinement.factory
         self._make_factory = default_refiner_factory
-        self.default_weights = getattr(window._refiner_factory, "weights", None)
-        self.device = getattr(window._refiner_factory, "device", "auto")
+        self.default_weights = getattr(self._default_factory, "weights", None)
+        self.device = getattr(self._default_factory, "device", "auto")
         self.weights: Path | None = None
         self.minutes = 3.0
         self.options: dict = {}
@@ -133,10 +133,8 @@ class AdaptController(QtCore.QObject):
         Nothing is re-refined. announce: say it in the status bar (the weights label always shows it)."""
         window = self.window
         self.weights = None if path is None else Path(path)
-        with window._refiner_lock:
-            window._refiner_factory = (self._default_factory if path is None
-                                       else self._make_factory(self.weights, self.device))
-            window._refiner = None
+        window.refinement.set_factory(self._default_factory if path is None
+                                      else self._make_factory(self.weights, self.device))
         if window.session is not None and window.session.weights != (None if path is None else str(path)):
             window.session.set_weights(path)
         self._show_weights()

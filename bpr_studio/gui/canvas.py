@@ -17,22 +17,24 @@ TOOLS = ("select", "brush", "eraser", "polygon")
 
 class OverlayItem(QtWidgets.QGraphicsItem):
     """A pixmap layer whose rectangles can be repainted in place (a stroke on an 8000 px image
-    repaints the stroke's instance box, not the whole layer)."""
+    repaints the stroke's box, not the whole layer), placed at an image pixel offset."""
 
     def __init__(self):
         super().__init__()
         self.setFlag(QtWidgets.QGraphicsItem.ItemUsesExtendedStyleOption)
         self._pixmap: QtGui.QPixmap | None = None
 
-    def set_image(self, image: QtGui.QImage | None) -> None:
+    def set_image(self, image: QtGui.QImage | None, offset: tuple[int, int] = (0, 0)) -> None:
         self.prepareGeometryChange()
         self._pixmap = None if image is None else QtGui.QPixmap.fromImage(image)
+        self.setPos(*offset)
         self.update()
 
     def update_region(self, image: QtGui.QImage, x: int, y: int) -> None:
-        """Replace the pixels at (x, y) by ``image`` (transparency included)."""
+        """Replace the pixels at image pixel (x, y) by ``image`` (transparency included)."""
         if self._pixmap is None:
             return
+        x, y = x - int(self.pos().x()), y - int(self.pos().y())
         painter = QtGui.QPainter(self._pixmap)
         painter.setCompositionMode(QtGui.QPainter.CompositionMode_Source)
         painter.drawImage(x, y, image)
@@ -72,7 +74,8 @@ class Canvas(QtWidgets.QGraphicsView):
         self.base_item = OverlayItem()
         scene.addItem(self.base_item)
         self.base_item.setZValue(1)
-        self.selected_item = scene.addPixmap(QtGui.QPixmap())
+        self.selected_item = OverlayItem()
+        scene.addItem(self.selected_item)
         self.selected_item.setZValue(2)
         self.truth_item = scene.addPixmap(QtGui.QPixmap())
         self.truth_item.setZValue(2.5)
@@ -137,13 +140,16 @@ class Canvas(QtWidgets.QGraphicsView):
         self.truth_item.setPixmap(QtGui.QPixmap() if image is None else QtGui.QPixmap.fromImage(image))
 
     def set_selected_overlay(self, image_and_offset) -> None:
-        """(RGBA QImage of the selected instance's box, (x, y) offset), or None."""
+        """(QImage of the selected instance's box, or a frame around it; (x, y) offset), or None."""
         if image_and_offset is None:
-            self.selected_item.setPixmap(QtGui.QPixmap())
+            self.selected_item.set_image(None)
             return
-        image, (x, y) = image_and_offset
-        self.selected_item.setPixmap(QtGui.QPixmap.fromImage(image))
-        self.selected_item.setOffset(x, y)
+        image, offset = image_and_offset
+        self.selected_item.set_image(image, offset)
+
+    def update_selected_overlay(self, image: QtGui.QImage, x: int, y: int) -> None:
+        """Repaint part of the selected instance's layer: ``image`` goes at image pixel (x, y)."""
+        self.selected_item.update_region(image, x, y)
 
     def set_overlay_opacity(self, value: float) -> None:
         """0..1 for both overlay layers."""

@@ -1,19 +1,19 @@
 """The BPR Studio main window: canvas, image and instance lists, review keys, touch-up tools, background refinement.
 
 The window holds no algorithm: masks change only through Session methods, patches and
-refinement come from core.refiner (patch_boxes; a Refiner in a RefineWorker thread), files from io.
+refinement come from core.refiner (patch_boxes; a Refiner in a RefineWorker thread, run by
+gui.refine_controller), files from io; its keys are in gui.shortcuts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PyQt5 import QtCore, QtGui, QtWidgets, sip
+from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
 from ..core.config import RefinerConfig
@@ -21,12 +21,16 @@ from ..core.refiner import patch_boxes
 from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.export import default_export_path
+from ..session.view import ViewState
 from ..session.rle import rle_crop
 from . import icons, overlay
+from .shortcuts import SHORTCUTS, MOUSE, key, keys, start_hint
 from .canvas import Canvas
 from .dialogs import ExportDialog, OpenDialog
 from .panels import ImageList, InstanceTable, ViewControls
-from .worker import RefineJob, RefineWorker, start_worker
+from .patch_preview import PatchPreview, mask_window
+from .refine_controller import RefineController
+from .worker import RefineJob
 
 
 def default_refiner_factory(weights=None, device: str = "auto") -> Callable[[RefinerConfig], object]:
@@ -62,7 +66,7 @@ def _hit(crop, x: int, y: int) -> bool:
     return 0 <= y - y0 < mask.shape[0] and 0 <= x - x0 < mask.shape[1] and bool(mask[y - y0, x - x0])
 
 
-START_HINT = "Ctrl+R refines the image · N next unreviewed · A accept · R reject · O patches · F1 all keys"
+START_HINT = start_hint()
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -85,31 +89,33 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__(parent)
         self.session: Session | None = None
         self.image_index = -1
-        self.selected: int | None = None
+        self.view = ViewState()  # selection, masks shown, diff, colours, hidden instances
+        self.view.changed.connect(self._view_changed)
         self.auto_advance = True
         self.config = config or RefinerConfig()
         self.last_error: str | None = None
         self.last_export = None  # the ExportReport of the last export
         self.device = device
-        self._refiner_factory = refiner_factory or default_refiner_factory(device=device)
-        self._refiner = None
-        self._refiner_lock = threading.Lock()
-        self._worker: RefineWorker | None = None
-        self._without_patches = 0  # instances of the running refinement that got no patches
-        self._refine_error: str | None = None  # why the running refinement stopped, if it failed
-        self._stage = ""  # what the worker is doing, for the progress label
         self._patches_shown = "selected instance"  # what the patch key brings back
-        self._thread: QtCore.QThread | None = None
         self._pixels: np.ndarray | None = None
         self._labels: np.ndarray | None = None
-        self._hidden: set[int] = set()
         self._boxes: dict[int, tuple | None] = {}
+        self._diff_labels: np.ndarray | None = None  # the diff view's label map, when it is shown
+        self._selected_frame: tuple | None = None  # the image box the selected instance's layer covers
+        self._patch_boxes: dict[int, np.ndarray] = {}  # the patch preview, per instance shown
+        self._patch_preview = PatchPreview(self)
+        self._patch_preview.ready.connect(self._patches_ready)
+        self._patches_touched: set[int] = set()  # instances touched up since their patches were found
+        self._patch_timer = QtCore.QTimer(self, singleShot=True, interval=150)  # strokes in a row: once
+        self._patch_timer.timeout.connect(self._find_touched_patches)
         self._extension_docks: list[QtWidgets.QDockWidget] = []
         self._load_problems: list = []
         self._docks_sized = False
         self.setWindowTitle("BPR Studio")
         self.resize(1400, 900)
         self._build_widgets()
+        self.refinement = RefineController(self, refiner_factory or default_refiner_factory(device=device))
+        self.refinement.show_progress(False)
         self._build_actions()
         from .adapt import install_adapt
         self.adapt = install_adapt(self)
@@ -136,7 +142,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_list.currentRowChanged.connect(self._image_row_changed)
         self.instance_table.instanceSelected.connect(self.select_instance)
         self.instance_table.visibilityChanged.connect(self.set_instance_visible)
-        self.view_controls.changed.connect(self._rebuild_overlay)
+        self.view_controls.mode.currentTextChanged.connect(self.view.set_mask_mode)
+        self.view_controls.diff.toggled.connect(self.view.set_diff)
+        self.view_controls.color_by.currentTextChanged.connect(self.view.set_color_by)
         self.view_controls.ground_truth.toggled.connect(self._draw_ground_truth)
         self.view_controls.opacity.valueChanged.connect(lambda v: self.canvas.set_overlay_opacity(v / 100.0))
         self.view_controls.patchesChanged.connect(self.refresh_patches)
@@ -144,7 +152,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.canvas.clicked.connect(self._canvas_clicked)
         self.canvas.strokeFinished.connect(self._stroke_finished)
         self.canvas.polygonChanged.connect(lambda n: n and self.statusBar().showMessage(
-            f"polygon: {n} points - Enter adds, Shift+Enter subtracts, Backspace removes a point, Esc cancels"))
+            f"polygon: {n} points - {key('polygon_add')} adds, {key('polygon_subtract')} subtracts, "
+            f"{key('polygon_back')} removes a point, {key('escape')} cancels"))
 
         status = self.statusBar()
         self.hint_label = QtWidgets.QLabel(START_HINT)  # shown whenever no other message is
@@ -164,7 +173,6 @@ class MainWindow(QtWidgets.QMainWindow):
                        self.device_label):
             widget.setContentsMargins(8, 0, 8, 0)
             status.addPermanentWidget(widget)
-        self._show_progress(False)
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
@@ -199,14 +207,16 @@ class MainWindow(QtWidgets.QMainWindow):
         toolbar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         toolbar.setIconSize(QtCore.QSize(20, 20))
 
-        def add(name, text, slot, keys=(), menu=None, tool=None, checkable=False):
-            """An action with its keys in its tooltip; tool: its short text on the toolbar (None: not there)."""
-            action = QtWidgets.QAction(text, self)
-            action.setShortcuts([QtGui.QKeySequence(k) for k in keys])
+        def add(name, slot, menu=None, tool=None, checkable=False):
+            """The action ``name`` of the shortcuts table, its keys in its tooltip; tool: its short text
+            on the toolbar (None: not there)."""
+            shortcut = SHORTCUTS[name]
+            action = QtWidgets.QAction(shortcut.text, self)
+            action.setShortcuts([QtGui.QKeySequence(k) for k in shortcut.keys])
             action.setCheckable(checkable)
             action.triggered.connect(lambda *_: slot())
-            plain = text.replace("&", "").rstrip(".")
-            action.setToolTip(f"{plain} ({' or '.join(keys)})" if keys else plain)
+            plain = shortcut.description
+            action.setToolTip(f"{plain} ({' or '.join(shortcut.keys)})" if shortcut.keys else plain)
             self.addAction(action)
             if menu:
                 menus[menu].addAction(action)
@@ -217,25 +227,24 @@ class MainWindow(QtWidgets.QMainWindow):
             self.actions[name] = action
             return action
 
-        add("open", "&Open dataset...", self.open_dialog, ["Ctrl+O"], "&File", tool="Open")
-        add("export", "&Export...", self.export_dialog, ["Ctrl+E"], "&File", tool="Export")
-        add("save", "&Save session now", self.save_session, ["Ctrl+S"], "&File")
-        add("quit", "&Quit", self.close, ["Ctrl+Q"], "&File")
+        add("open", self.open_dialog, "&File", tool="Open")
+        add("export", self.export_dialog, "&File", tool="Export")
+        add("save", self.save_session, "&File")
+        add("quit", self.close, "&File")
         toolbar.addSeparator()
-        add("accept", "&Accept", self.accept_selected, ["A"], "&Review", tool="Accept")
-        add("reject", "&Reject (keep coarse)", self.reject_selected, ["R"], "&Review", tool="Reject")
-        add("accept_all", "Accept all &refined on image", self.accept_all_refined, ["Ctrl+Return", "Ctrl+Enter"], "&Review")
-        add("next_unreviewed", "&Next unreviewed", lambda: self.goto_unreviewed(1), ["N"], "&Review")
-        add("prev_unreviewed", "&Previous unreviewed", lambda: self.goto_unreviewed(-1), ["P"], "&Review")
-        add("next_image", "Next &image", lambda: self.step_image(1), ["D"], "&Review")
-        add("prev_image", "Previous i&mage", lambda: self.step_image(-1), ["Shift+D"], "&Review")
-        add("undo", "&Undo", self.undo, ["Ctrl+Z"], "&Edit")
-        add("redo", "&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"], "&Edit")
+        add("accept", self.accept_selected, "&Review", tool="Accept")
+        add("reject", self.reject_selected, "&Review", tool="Reject")
+        add("accept_all", self.accept_all_refined, "&Review")
+        add("next_unreviewed", lambda: self.goto_unreviewed(1), "&Review")
+        add("prev_unreviewed", lambda: self.goto_unreviewed(-1), "&Review")
+        add("next_image", lambda: self.step_image(1), "&Review")
+        add("prev_image", lambda: self.step_image(-1), "&Review")
+        add("undo", self.undo, "&Edit")
+        add("redo", self.redo, "&Edit")
         self.tool_group = QtWidgets.QActionGroup(self)
-        for name, text, key in (("select", "&Select", "S"), ("brush", "&Brush", "B"),
-                                ("eraser", "&Eraser", "E"), ("polygon", "&Polygon", "G")):
-            action = add(f"tool_{name}", text, functools.partial(self.set_tool, name), [key], "&Edit",
-                         tool=text.replace("&", ""), checkable=True)
+        for name in ("select", "brush", "eraser", "polygon"):
+            action = add(f"tool_{name}", functools.partial(self.set_tool, name), "&Edit",
+                         tool=SHORTCUTS[f"tool_{name}"].description, checkable=True)
             self.tool_group.addAction(action)
         self.actions["tool_select"].setChecked(True)
         self.brush_spin = QtWidgets.QSpinBox()
@@ -243,7 +252,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.brush_spin.setValue(int(self.canvas.brush_radius))
         self.brush_spin.setPrefix("r ")
         self.brush_spin.setSuffix(" px")
-        self.brush_spin.setToolTip("brush and eraser radius in image pixels ([ smaller, ] bigger)")
+        self.brush_spin.setToolTip(f"brush and eraser radius in image pixels ({key('brush_smaller')} smaller, "
+                                   f"{key('brush_bigger')} bigger)")
         self.brush_spin.setFocusPolicy(Qt.ClickFocus)
         self.brush_spin.valueChanged.connect(lambda v: self.canvas.set_brush_radius(v))
         toolbar.addWidget(self.brush_spin)
@@ -254,37 +264,36 @@ class MainWindow(QtWidgets.QMainWindow):
         for combo in (self.view_controls.mode, self.view_controls.color_by, self.view_controls.patches):
             combo.activated.connect(lambda *_: self.canvas.setFocus())
         self.view_controls.opacity.sliderReleased.connect(self.canvas.setFocus)
-        add("brush_smaller", "Brush smaller", lambda: self.brush_spin.setValue(max(1, int(self.brush_spin.value() / 1.25))),
-            ["["], "&Edit")
-        add("brush_bigger", "Brush bigger", lambda: self.brush_spin.setValue(int(self.brush_spin.value() * 1.25) + 1),
-            ["]"], "&Edit")
-        add("polygon_add", "Polygon: add", lambda: self.apply_polygon(False), ["Return", "Enter"], "&Edit")
-        add("polygon_subtract", "Polygon: subtract", lambda: self.apply_polygon(True), ["Shift+Return", "Shift+Enter"], "&Edit")
-        add("polygon_back", "Polygon: remove last point", self.canvas.undo_polygon_point, ["Backspace"], "&Edit")
-        add("escape", "Cancel polygon / back to Select", self.escape, ["Escape"], "&Edit")
+        add("brush_smaller", lambda: self.brush_spin.setValue(max(1, int(self.brush_spin.value() / 1.25))), "&Edit")
+        add("brush_bigger", lambda: self.brush_spin.setValue(int(self.brush_spin.value() * 1.25) + 1), "&Edit")
+        add("polygon_add", lambda: self.apply_polygon(False), "&Edit")
+        add("polygon_subtract", lambda: self.apply_polygon(True), "&Edit")
+        add("polygon_back", self.canvas.undo_polygon_point, "&Edit")
+        add("escape", self.escape, "&Edit")
         toolbar.addSeparator()
-        add("cycle_masks", "Cycle masks: final / refined / coarse", self.cycle_masks, ["V"], "&View")
-        add("diff", "Diff: added / removed by refinement", self.view_controls.diff.toggle, ["X"], "&View")
-        add("color_by", "Colour by instance / class",
+        add("cycle_masks", self.cycle_masks, "&View")
+        add("diff", self.view_controls.diff.toggle, "&View")
+        add("color_by",
             lambda: self.view_controls.color_by.setCurrentIndex(1 - self.view_controls.color_by.currentIndex()),
-            ["C"], "&View")
-        add("ground_truth", "Ground-truth outlines", self.view_controls.ground_truth.toggle, ["T"], "&View")
-        add("hide", "Hide / show selected instance", self.toggle_selected_visible, ["H"], "&View")
-        add("patches", "Boundary &patches on / off", self.toggle_patches, ["O"], "&View")
-        add("fit", "&Fit to window", self.canvas.fit, ["Home", "Ctrl+0"], "&View")
-        add("actual_size", "&Actual size (1:1)", self.canvas.actual_size, ["1", "Ctrl+1"], "&View")
-        add("zoom_in", "Zoom &in", lambda: self.canvas.zoom(1.25), ["Ctrl++", "Ctrl+=", "+", "="], "&View")
-        add("zoom_out", "Zoom &out", lambda: self.canvas.zoom(0.8), ["Ctrl+-", "-"], "&View")
-        add("refine_image", "Refine &image", self.refine_current_image, ["Ctrl+R"], "&Refine", tool="Refine image")
-        add("refine_selected", "Refine &selected", self.refine_selected, ["F"], "&Refine", tool="Refine selected")
-        add("refine_all", "Refine &dataset", self.refine_dataset, ["Ctrl+Shift+R"], "&Refine", tool="Refine all")
-        add("cancel", "&Cancel refinement", self.cancel_refinement, [], "&Refine")
+            "&View")
+        add("ground_truth", self.view_controls.ground_truth.toggle, "&View")
+        add("hide", self.toggle_selected_visible, "&View")
+        add("patches", self.toggle_patches, "&View")
+        add("fit", self.canvas.fit, "&View")
+        add("actual_size", self.canvas.actual_size, "&View")
+        add("zoom_in", lambda: self.canvas.zoom(1.25), "&View")
+        add("zoom_out", lambda: self.canvas.zoom(0.8), "&View")
+        add("refine_image", self.refine_current_image, "&Refine", tool="Refine image")
+        add("refine_selected", self.refine_selected, "&Refine", tool="Refine selected")
+        add("refine_all", self.refine_dataset, "&Refine", tool="Refine all")
+        add("cancel", self.cancel_refinement, "&Refine")
         help_menu = self.menuBar().addMenu("&Help")
-        keys = QtWidgets.QAction("&Keyboard shortcuts", self, shortcut=QtGui.QKeySequence("F1"))
-        keys.triggered.connect(self.show_keys)
+        help_keys = QtWidgets.QAction(SHORTCUTS["help_keys"].text, self)
+        help_keys.setShortcuts([QtGui.QKeySequence(k) for k in keys("help_keys")])
+        help_keys.triggered.connect(self.show_keys)
         about = QtWidgets.QAction("&About BPR Studio", self)
         about.triggered.connect(self.show_about)
-        for action in (keys, about):
+        for action in (help_keys, about):
             self.addAction(action)
             help_menu.addAction(action)
 
@@ -346,15 +355,15 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         session.select_image(i)
         self.image_index = i
-        self.selected = None
-        self._hidden = set()
+        self.view.new_image()
         image = session.images[i]
         try:
             self._pixels = image.read_image()
             self.canvas.set_image(self._pixels)
         except DatasetError as exc:
             self._pixels = None
-            self.canvas.set_image(None, f"Unreadable image:\n{exc}\n\nD / Shift+D: next / previous image")
+            self.canvas.set_image(None, f"Unreadable image:\n{exc}\n\n{key('next_image')} / {key('prev_image')}: "
+                                        "next / previous image")
         self.image_list.update_image(image)
         self.image_list.blockSignals(True)
         self.image_list.setCurrentRow(i)
@@ -394,6 +403,28 @@ class MainWindow(QtWidgets.QMainWindow):
         """Scroll the canvas so image pixel (x, y) is in the middle."""
         self.canvas.center_on(x, y)
 
+    @property
+    def selected(self) -> int | None:
+        """The selected instance of the current image (``view.selected``)."""
+        return self.view.selected
+
+    @property
+    def _hidden(self) -> set[int]:
+        return self.view.hidden
+
+    def _view_changed(self, event) -> None:
+        """The view model changed: the panel's widgets show it, the overlay follows (selection and
+        visibility are drawn by select_instance and set_instance_visible, which set them)."""
+        if event.kind in ("mask_mode", "diff", "color_by"):
+            controls = self.view_controls
+            for widget, setter, value in ((controls.mode, controls.mode.setCurrentText, self.view.mask_mode),
+                                          (controls.diff, controls.diff.setChecked, self.view.diff),
+                                          (controls.color_by, controls.color_by.setCurrentText, self.view.color_by)):
+                widget.blockSignals(True)
+                setter(value)
+                widget.blockSignals(False)
+            self._rebuild_overlay()
+
     def current_image(self):
         return None if self.session is None or self.image_index < 0 else self.session.images[self.image_index]
 
@@ -403,7 +434,8 @@ class MainWindow(QtWidgets.QMainWindow):
         image = self.current_image()
         if image is None or (j is not None and not 0 <= j < len(image.instances)):
             return
-        previous, self.selected = self.selected, j
+        previous = self.selected
+        self.view.select(j)
         self.instance_table.select(j)
         if previous != j:
             # the selected instance has its own layer: hide it in the cached one, show the previous one again
@@ -414,7 +446,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.refresh_patches()
 
     def set_instance_visible(self, j: int, visible: bool) -> None:
-        (self._hidden.discard if visible else self._hidden.add)(j)
+        self.view.set_visible(j, visible)
         row = self.instance_table.row_of(j)
         if row is not None:
             item = self.instance_table.table.item(row, 0)
@@ -423,7 +455,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.instance_table.table.blockSignals(True)
                 item.setCheckState(state)
                 self.instance_table.table.blockSignals(False)
-        if self.view_controls.diff.isChecked():
+        if self.view.diff:
             self._rebuild_overlay()
         else:
             self._repaint_instances([j])
@@ -449,13 +481,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def shown_name(self, inst) -> str:
         """Which mask of an InstanceState the view mode (final / refined / coarse) shows."""
-        mode = self.view_controls.mode.currentText()
-        if mode == "coarse" or (mode == "refined" and not inst.has("refined")):
-            return "coarse"
-        return "refined" if mode == "refined" else inst.final_name
+        return self.view.shown_name(inst)
 
     def _color(self, j: int) -> tuple[int, int, int]:
-        if self.view_controls.color_by.currentText() == "class":
+        if self.view.color_by == "class":
             return overlay.palette_color(self.current_image().instances[j].category_id)
         return overlay.palette_color(j)
 
@@ -464,22 +493,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self._overlay_timer.stop()
         image = self.current_image()
         self._boxes = {}
+        self._diff_labels = None
         if image is None or self._pixels is None:
             self._labels = None
             self.canvas.set_overlay(None)
-            self.canvas.set_selected_overlay(None)
+            self._set_selected_layer(None)
             return
-        if self.view_controls.diff.isChecked():
-            pairs = [(inst.crop("coarse"), inst.crop("edited" if inst.has("edited") else "refined"))
-                     for j, inst in enumerate(image.instances)
-                     if j not in self._hidden and (inst.has("refined") or inst.has("edited"))]
+        if self.view.diff:
             self._labels = None
-            self.canvas.set_overlay(overlay.indexed_image(overlay.diff_map(image.shape, pairs), overlay.diff_colors()))
-            self.canvas.set_selected_overlay(None)
+            self._diff_labels = overlay.diff_map(image.shape, self._diff_pairs())
+            self.canvas.set_overlay(overlay.indexed_image(self._diff_labels, overlay.diff_colors()))
+            self._set_selected_layer(None)
             return
         self._labels = overlay.label_map(image.shape, self._shown_crops())
         self._recolor()
         self._redraw_selected()
+
+    def _diff_pairs(self):
+        """(coarse crop, refined-or-edited crop) of every shown instance with a refined or edited mask."""
+        return [(inst.crop("coarse"), inst.crop("edited" if inst.has("edited") else "refined"))
+                for j, inst in enumerate(self.current_image().instances)
+                if j not in self._hidden and (inst.has("refined") or inst.has("edited"))]
 
     def _shown_crops(self):
         """(j, crop) of every instance's shown mask, remembering each crop's box for later partial redraws."""
@@ -510,18 +544,29 @@ class MainWindow(QtWidgets.QMainWindow):
         for j in js:
             self._repaint_region(self._boxes.get(j))
 
-    def _instance_mask_changed(self, j: int) -> None:
-        """Instance j's shown mask changed: redraw its old and new box in the cached layer, and its own layer."""
-        if self.view_controls.diff.isChecked():
-            self._overlay_timer.start()
+    def _instance_mask_changed(self, j: int, window=None) -> None:
+        """Instance j's shown mask changed (only inside ``window``, image pixels, when given: a stroke):
+        redraw that part of the cached layer, and of its own layer when it is the selected one."""
+        image = self.current_image()
+        if self.view.diff:
+            if window is None or self._diff_labels is None:
+                self._overlay_timer.start()
+                return
+            overlay.paint_diff(self._diff_labels, self._diff_pairs(), window)
+            x0, y0, x1, y1 = window
+            self.canvas.update_overlay(overlay.indexed_image(self._diff_labels[y0:y1, x0:x1], overlay.diff_colors()),
+                                       x0, y0)
             return
         if self._labels is None:
             return
-        inst = self.current_image().instances[j]
-        box = overlay.union_box(self._boxes.get(j), overlay.crop_box(inst.crop(self.shown_name(inst))))
+        inst = image.instances[j]
+        if window is None:
+            box = overlay.union_box(self._boxes.get(j), overlay.crop_box(inst.crop(self.shown_name(inst))))
+        else:  # outlines (1 px) of every instance there may change one pixel around the window
+            box = overlay.grow_box(window, 1, image.shape)
         self._repaint_region(box, relabel=True)
         if j == self.selected:
-            self._redraw_selected()
+            self._redraw_selected(window)
 
     def _draw_ground_truth(self, *_) -> None:
         """Ground-truth outlines in white, when ground truth was loaded and the View panel asks for them."""
@@ -539,35 +584,93 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._labels is not None and self.current_image() is not None:
             self.canvas.set_overlay(overlay.indexed_image(self._labels, self._color_table()))
 
-    def _redraw_selected(self) -> None:
+    def _redraw_selected(self, window=None) -> None:
+        """Draw the selected instance's own layer; after a change only inside ``window`` (a stroke),
+        only that part of it, while the mask's box stays inside the layer's frame (the mask's box
+        with room to grow)."""
         j = self.selected
         image = self.current_image()
         if j is None or image is None or j in self._hidden or self._pixels is None \
-                or self.view_controls.diff.isChecked():
-            self.canvas.set_selected_overlay(None)
+                or self.view.diff:
+            self._set_selected_layer(None)
             return
         inst = image.instances[j]
-        self.canvas.set_selected_overlay(overlay.selected_image(inst.crop(self.shown_name(inst)), self._color(j)))
+        crop = inst.crop(self.shown_name(inst))
+        frame = self._selected_frame
+        if window is not None and frame is not None and overlay.contains(frame, overlay.crop_box(crop)):
+            x0, y0, x1, y1 = overlay.grow_box(window, 2, image.shape)  # the 2 px edge band
+            part = max(x0, frame[0]), max(y0, frame[1]), min(x1, frame[2]), min(y1, frame[3])
+            if part[0] < part[2] and part[1] < part[3]:
+                drawn, _ = overlay.selected_image(crop, self._color(j), part)
+                self.canvas.update_selected_overlay(drawn, part[0], part[1])
+            return
+        box = overlay.crop_box(crop)
+        if box is None:
+            self._set_selected_layer(None)
+            return
+        room = max(32, max(box[2] - box[0], box[3] - box[1]) // 16)  # strokes outwards fit for a while
+        frame = overlay.grow_box(box, room, image.shape)
+        self._set_selected_layer(overlay.selected_image(crop, self._color(j), frame), frame)
+
+    def _set_selected_layer(self, image_and_offset, frame=None) -> None:
+        self._selected_frame = frame if image_and_offset is not None else None
+        self.canvas.set_selected_overlay(image_and_offset)
 
     def refresh_patches(self) -> None:
         """Draw the boundary patches the refiner would use (of the selected instance, or all) with the current settings."""
-        mode = self.view_controls.patches.currentText()
+        self._patch_preview.cancel()
+        self._patch_timer.stop()
+        self._patches_touched.clear()
         image = self.current_image()
         self.config = dataclasses.replace(self.config, patch_size=self.view_controls.patch_size.value(),
                                           nms_thr=round(self.view_controls.nms_thr.value(), 4),
                                           min_size=self.view_controls.min_size.value())
+        self._patch_boxes = {j: patch_boxes(self.refine_input(image.instances[j]), self.config)
+                             for j in self._patch_instances()}
+        self._show_patches()
+
+    def _patch_instances(self) -> list[int]:
+        """The instances whose patches the preview shows."""
+        mode = self.view_controls.patches.currentText()
+        image = self.current_image()
         if mode == "off" or image is None or self._pixels is None:
+            return []
+        if mode == "selected instance":
+            return [] if self.selected is None else [self.selected]
+        return [j for j in range(len(image.instances)) if j not in self._hidden]
+
+    def _show_patches(self) -> None:
+        if self.view_controls.patches.currentText() == "off" or self.current_image() is None or self._pixels is None:
             self.canvas.set_patches(np.zeros((0, 4)))
             self.view_controls.patch_count.setText("")
             return
-        if mode == "selected instance":
-            chosen = [] if self.selected is None else [self.selected]
-        else:
-            chosen = [j for j in range(len(image.instances)) if j not in self._hidden]
-        boxes = [patch_boxes(self.refine_input(image.instances[j]), self.config) for j in chosen]
+        boxes = [self._patch_boxes[j] for j in self._patch_instances() if j in self._patch_boxes]
         boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32)
         self.canvas.set_patches(boxes)
         self.view_controls.patch_count.setText(f"{len(boxes)} patches")
+
+    def _refresh_patches_later(self, j: int) -> None:
+        """Instance j was touched up: find its patches again shortly (once for strokes in quick
+        succession) in the background; the old ones stay drawn until then."""
+        if j in self._patch_instances():
+            self._patches_touched.add(j)
+            self._patch_timer.start()
+
+    def _find_touched_patches(self) -> None:
+        """Ask the background preview for the patches of the instances touched up (on copies of their
+        masks' windows)."""
+        image = self.current_image()
+        touched, self._patches_touched = self._patches_touched, set()
+        for j in sorted(touched & set(self._patch_instances())):
+            inst = image.instances[j]
+            name = "edited" if inst.has("edited") and inst.status != "rejected" else "coarse"
+            self._patch_preview.request((self.image_index, j), [mask_window(inst.crop(name), image.shape)],
+                                        image.shape, self.config)
+
+    def _patches_ready(self, key, boxes) -> None:
+        if key[0] == self.image_index and key[1] in self._patch_instances():
+            self._patch_boxes[key[1]] = boxes
+            self._show_patches()
 
     @staticmethod
     def refine_input(inst) -> np.ndarray:
@@ -585,10 +688,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if event.kind == "history":
             self._update_history_actions()
             return
+        if event.kind == "patches":  # the masks did not change
+            return
         if event.instance is not None:
             self.instance_table.update_instance(event.instance)
-            self._instance_mask_changed(event.instance)  # a status change can change the final mask too
-            if event.instance == self.selected:
+            self._instance_mask_changed(event.instance, event.window)  # a status change can change the final mask too
+            if event.window is not None:
+                self._refresh_patches_later(event.instance)
+            elif event.instance == self.selected:
                 self.refresh_patches()
 
     def _canvas_clicked(self, x: float, y: float) -> None:
@@ -612,7 +719,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _need_selection(self) -> bool:
         if self.selected is None or self.current_image() is None:
-            self.statusBar().showMessage("Select an instance first: click it, pick it in the list, or press N", 4000)
+            self.statusBar().showMessage(f"Select an instance first: click it, pick it in the list, or press {key('next_unreviewed')}", 4000)
             return False
         return True
 
@@ -688,7 +795,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def apply_polygon(self, subtract: bool) -> None:
         if self.canvas.tool != "polygon" or len(self.canvas.polygon_points) < 3:
-            self.statusBar().showMessage("polygon tool (G): click at least 3 points, then Enter", 3000)
+            self.statusBar().showMessage(f"polygon tool ({key('tool_polygon')}): click at least 3 points, then {key('polygon_add')}", 3000)
             return
         if self._need_selection():
             self.session.fill_polygon(self.image_index, self.selected, self.canvas.take_polygon(), subtract=subtract)
@@ -699,11 +806,16 @@ class MainWindow(QtWidgets.QMainWindow):
         elif self.canvas.tool != "select":
             self.set_tool("select")
 
-    # ---- refinement --------------------------------------------------------------------------------
+    # ---- refinement (what to refine; the RefineController runs it) ---------------------------------
 
     @property
     def refining(self) -> bool:
-        return self._worker is not None
+        return self.refinement.refining
+
+    @property
+    def _refiner(self):
+        """The refiner in use (made by the first refinement), or None."""
+        return self.refinement.refiner
 
     def refine_current_image(self) -> None:
         image = self.current_image()
@@ -730,121 +842,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self._start_refinement([job for job in jobs if job.instances], "dataset")
 
     def _job(self, image, instances, as_edit: bool = False) -> RefineJob:
-        instances = list(instances)
-        masks = [self.refine_input(image.instances[j]).copy() if as_edit else image.instances[j].source.rle
-                 for j in instances]
-        return RefineJob(image.index, image, instances, masks, as_edit)
+        return self.refinement.job(image, instances, self.refine_input if as_edit else None)
 
     def _start_refinement(self, jobs: list[RefineJob], what: str) -> None:
-        if self.refining:
-            self.statusBar().showMessage("a refinement is running: wait for it or cancel it", 4000)
-            return
-        if not jobs:
-            self.statusBar().showMessage("nothing to refine", 3000)
-            return
-        self.refresh_patches()  # takes the patch settings of the View panel
-        worker = RefineWorker(jobs, functools.partial(self._provide_refiner, self.config))
-        worker.stage.connect(self._refine_stage)
-        worker.device.connect(lambda name: self.device_label.setText(f"device: {name}"))
-        worker.instanceDone.connect(functools.partial(self._instance_refined, self.session))
-        worker.progress.connect(self._refine_progress)
-        worker.imageFailed.connect(functools.partial(self._image_failed, self.session))
-        worker.failed.connect(self._refine_failed)
-        worker.finished.connect(self._refine_finished)
-        self.progress_bar.setRange(0, 0)  # busy until the first image's patches are counted
-        self.progress_label.setText("starting")
-        self.cancel_button.setEnabled(True)
-        self._show_progress(True)
-        self.statusBar().showMessage(f"refining {what}: {worker.total} instance(s)")
-        self._without_patches = 0
-        self._refine_error = None
-        self._worker = worker
-        self._thread = start_worker(worker, self)
-
-    def _provide_refiner(self, config: RefinerConfig):
-        """Called in the worker thread: the refiner (made on first use) with the View panel's patch settings."""
-        with self._refiner_lock:
-            if self._refiner is None:
-                self._refiner = self._refiner_factory(config)
-            elif isinstance(getattr(self._refiner, "config", None), RefinerConfig):
-                self._refiner.config = dataclasses.replace(self._refiner.config, patch_size=config.patch_size,
-                                                           nms_thr=config.nms_thr, min_size=config.min_size)
-            return self._refiner
-
-    def _instance_refined(self, session, i: int, j: int, result, rle: dict, as_edit: bool) -> None:
-        if session is not self.session:  # a result that arrived after another dataset was opened
-            return
-        if as_edit:
-            self.session.set_edited_mask(i, j, result.mask)
-            inst = self.session.images[i].instances[j]
-            inst.boxes, inst.probs = result.boxes, result.probs
-        else:
-            self.session.set_refined(i, j, result.mask, result.boxes, result.probs, rle=rle)
-        self._without_patches += len(result.boxes) == 0
-        self.instanceRefined.emit(i, j)
-
-    def _show_progress(self, visible: bool) -> None:
-        for widget in (self.progress_label, self.progress_bar, self.cancel_button):
-            widget.setVisible(visible)
-
-    def _refine_stage(self, text: str) -> None:
-        if not (self._worker is not None and self._worker.cancelled):
-            self.progress_label.setText(text + ("..." if text == "loading model" else ""))
-            self._stage = text
-
-    def _refine_progress(self, done: int, total: int, done_patches: int, image_patches: int) -> None:
-        """The bar counts the patches of the image being refined; the label the instances of the whole run."""
-        if self._worker is None or self._worker.cancelled:
-            return
-        self.progress_bar.setRange(0, max(image_patches, 1))
-        self.progress_bar.setValue(done_patches)
-        self.progress_label.setText(f"{self._stage}: {done}/{total} instances")
-
-    def _refine_failed(self, message: str, details: str) -> None:
-        self._refine_error = message
-        box = self.show_error("Refinement stopped", message)
-        if details:
-            box.setDetailedText(details)
-
-    def _image_failed(self, session, i: int, message: str) -> None:
-        if session is not self.session:
-            return
-        self.image_list.update_image(session.images[i])
-        self.statusBar().showMessage(f"skipped: {message}", 6000)
-
-    def _refine_finished(self, cancelled: bool) -> None:
-        self._worker = None
-        self._thread = None
-        self._show_progress(False)
-        message = "refinement cancelled" if cancelled else "refinement finished"
-        if self._refine_error:
-            message = f"refinement stopped: {self._refine_error}"
-        if self._without_patches:
-            message += f"; {self._without_patches} under the min size ({self.config.min_size} px) kept coarse"
-        self.statusBar().showMessage(message, 8000)
-        self.refineFinished.emit(cancelled)
+        if not self.refining and jobs:
+            self.refresh_patches()  # takes the patch settings of the View panel
+        self.refinement.start(jobs, what, self.config)
 
     def cancel_refinement(self) -> None:
         """Ask a running refinement to stop after its current batch; the status bar says so at once."""
-        if self._worker is not None and not self._worker.cancelled:
-            self._worker.cancel()
-            self.progress_label.setText("cancelling...")
-            self.cancel_button.setEnabled(False)
-            self.statusBar().showMessage("cancelling...")
+        self.refinement.cancel()
 
     def _wait_for_worker(self, ms: int = 10000) -> None:
         """Wait (with the window still painting) until the running refinement has finished."""
-        thread = self._thread
-        if thread is None:
-            return
-        loop = QtCore.QEventLoop()
-        self.refineFinished.connect(loop.quit)
-        QtCore.QTimer.singleShot(ms, loop.quit)
-        if self.refining:
-            loop.exec_()
-        self.refineFinished.disconnect(loop.quit)
-        if not sip.isdeleted(thread):
-            thread.wait(1000)
+        self.refinement.wait(ms)
 
     # ---- files -------------------------------------------------------------------------------------
 
@@ -911,11 +922,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def key_table(self) -> list[tuple[str, str]]:
         """(keys, what they do) for every action with a shortcut, then the mouse."""
-        rows = [(" / ".join(k.toString(QtGui.QKeySequence.NativeText) for k in action.shortcuts()),
-                 action.text().replace("&", "").rstrip("."))
-                for action in self.actions.values() if action.shortcuts()]
-        return rows + [("wheel", "zoom at the cursor"), ("middle drag, Space + drag", "pan"),
-                       ("click", "select an instance (again: the next one under the cursor)")]
+        rows = [(" / ".join(QtGui.QKeySequence(k).toString(QtGui.QKeySequence.NativeText) for k in shortcut.keys),
+                 shortcut.description)
+                for name, shortcut in SHORTCUTS.items() if shortcut.keys and name in self.actions]
+        return rows + list(MOUSE)
 
     def show_keys(self) -> QtWidgets.QDialog:
         """The keyboard table (F1), a non-modal dialog."""
@@ -926,9 +936,9 @@ class MainWindow(QtWidgets.QMainWindow):
         table.setHorizontalHeaderLabels(("Keys", "Action"))
         table.verticalHeader().hide()
         table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
-        for row, (keys, text) in enumerate(self.key_table()):
+        for row, (sequence, text) in enumerate(self.key_table()):
             table.insertRow(row)
-            table.setItem(row, 0, QtWidgets.QTableWidgetItem(keys))
+            table.setItem(row, 0, QtWidgets.QTableWidgetItem(sequence))
             table.setItem(row, 1, QtWidgets.QTableWidgetItem(text))
         table.resizeColumnsToContents()
         table.horizontalHeader().setStretchLastSection(True)
@@ -945,9 +955,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self, "About BPR Studio",
             f"<b>BPR Studio {__version__}</b><p>Review and polish instance-segmentation masks with Boundary Patch "
             "Refinement (Tang et al., &ldquo;Look Closer to Segment Better: Boundary Patch Refinement for "
-            "Instance Segmentation&rdquo;, CVPR 2021).</p><p>MIT licence. Press F1 for the keyboard shortcuts.</p>")
+            f"Instance Segmentation&rdquo;, CVPR 2021).</p><p>MIT licence. Press {key('help_keys')} for the keyboard "
+            "shortcuts.</p>")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self._patch_preview.shutdown()
         self.cancel_refinement()
         self._wait_for_worker()
         self.adapt.cancel()

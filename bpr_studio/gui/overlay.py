@@ -92,33 +92,57 @@ def union_box(*boxes) -> tuple[int, int, int, int] | None:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
+def grow_box(box, margin: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Box (x0, y0, x1, y1) grown by ``margin`` pixels on every side, clipped to an image of ``shape`` (H, W)."""
+    x0, y0, x1, y1 = box
+    return max(x0 - margin, 0), max(y0 - margin, 0), min(x1 + margin, shape[1]), min(y1 + margin, shape[0])
+
+
+def contains(outer, inner) -> bool:
+    """Whether box ``inner`` lies inside box ``outer`` (None inside anything)."""
+    return inner is None or (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2]
+                             and inner[3] <= outer[3])
+
+
 def diff_map(shape: tuple[int, int], pairs) -> np.ndarray:
     """(H, W) uint8: 1 where a refined mask added pixels to its coarse mask, 2 where it removed some.
 
     pairs: iterable of (coarse crop, refined crop), each (x0, y0, (h, w) bool) or None.
     """
     labels = np.zeros(shape, np.uint8)
-    for coarse, refined in pairs:
-        parts = [p for p in (coarse, refined) if p is not None]
-        if not parts:
-            continue
-        x0 = min(p[0] for p in parts)
-        y0 = min(p[1] for p in parts)
-        x1 = max(p[0] + p[2].shape[1] for p in parts)
-        y1 = max(p[1] + p[2].shape[0] for p in parts)
-        c = _paste(coarse, x0, y0, x1, y1)
-        r = _paste(refined, x0, y0, x1, y1)
-        window = labels[y0:y1, x0:x1]
-        window[r & ~c] = 1
-        window[c & ~r] = 2
+    paint_diff(labels, pairs, (0, 0, shape[1], shape[0]))
     return labels
 
 
-def _paste(crop, x0, y0, x1, y1) -> np.ndarray:
+def paint_diff(labels: np.ndarray, pairs, region: tuple[int, int, int, int]) -> None:
+    """Redraw the part ``region`` (x0, y0, x1, y1) of a diff map from all (coarse, refined) crop pairs."""
+    rx0, ry0, rx1, ry1 = region
+    labels[ry0:ry1, rx0:rx1] = 0
+    for coarse, refined in pairs:
+        box = union_box(crop_box(coarse), crop_box(refined))
+        if box is None:
+            continue
+        x0, y0, x1, y1 = max(box[0], rx0), max(box[1], ry0), min(box[2], rx1), min(box[3], ry1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        c = window_of(coarse, (x0, y0, x1, y1))
+        r = window_of(refined, (x0, y0, x1, y1))
+        window = labels[y0:y1, x0:x1]
+        window[r & ~c] = 1
+        window[c & ~r] = 2
+
+
+def window_of(crop, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(y1 - y0, x1 - x0) bool: a crop (x0, y0, (h, w) bool) or None seen through the image window ``box``
+    (which may reach beyond the crop, or the image)."""
+    x0, y0, x1, y1 = box
     out = np.zeros((y1 - y0, x1 - x0), bool)
     if crop is not None:
         cx, cy, mask = crop
-        out[cy - y0:cy - y0 + mask.shape[0], cx - x0:cx - x0 + mask.shape[1]] = mask
+        ix0, iy0 = max(x0, cx), max(y0, cy)
+        ix1, iy1 = min(x1, cx + mask.shape[1]), min(y1, cy + mask.shape[0])
+        if ix0 < ix1 and iy0 < iy1:
+            out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = mask[iy0 - cy:iy1 - cy, ix0 - cx:ix1 - cx]
     return out
 
 
@@ -157,14 +181,28 @@ def diff_colors(alpha: int = 200) -> list[int]:
     return table
 
 
-def selected_image(crop, rgb: tuple[int, int, int]) -> tuple[QtGui.QImage, tuple[int, int]] | None:
+def selected_image(crop, rgb: tuple[int, int, int], window=None) -> tuple[QtGui.QImage, tuple[int, int]] | None:
     """Indexed QImage of one instance crop (x0, y0, (h, w) bool): fill, a white 2 px edge with a
-    coloured 1 px line on it; and its (x, y) offset. None for None."""
-    if crop is None:
-        return None
-    x0, y0, mask = crop
-    levels = mask.astype(np.uint8)
-    levels += outline_of(mask, 2)
-    levels += outline_of(mask, 1)  # 1 fill, 2 edge band, 3 boundary line
+    coloured 1 px line on it; and its (x, y) offset. None for None.
+
+    window: (x0, y0, x1, y1) image pixels to draw instead of the crop's box (a frame around it, or a
+    small part of it after a stroke); transparent outside the mask, exactly as the whole drawing there.
+    """
+    if window is None:
+        if crop is None:
+            return None
+        window = crop_box(crop)
+    x0, y0, x1, y1 = window
+    levels = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    box = crop_box(crop)  # nothing is drawn outside the mask's box
+    ix0, iy0, ix1, iy1 = (0, 0, 0, 0) if box is None else \
+        (max(x0, box[0]), max(y0, box[1]), min(x1, box[2]), min(y1, box[3]))
+    if ix0 < ix1 and iy0 < iy1:
+        # the 2 px edge band of a pixel depends on its 5 x 5 neighbourhood: draw with a 2 px margin
+        mask = window_of(crop, (ix0 - 2, iy0 - 2, ix1 + 2, iy1 + 2))
+        inner = mask.astype(np.uint8)
+        inner += outline_of(mask, 2)
+        inner += outline_of(mask, 1)  # 1 fill, 2 edge band, 3 boundary line
+        levels[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = inner[2:-2, 2:-2]
     table = [0, QtGui.qRgba(*rgb, 150), QtGui.qRgba(255, 255, 255, 255), QtGui.qRgba(*rgb, 255)] + [0] * 252
     return indexed_image(levels, table), (x0, y0)

@@ -8,6 +8,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
 from ..session import STATUSES
+from .shortcuts import label
 
 STATUS_COLORS = {"unreviewed": QtGui.QColor(150, 150, 150), "accepted": QtGui.QColor(60, 170, 80),
                  "rejected": QtGui.QColor(210, 70, 60), "edited": QtGui.QColor(70, 130, 220)}
@@ -121,9 +122,7 @@ class InstanceTable(QtWidgets.QWidget):
         if row is None:
             return
         self.table.blockSignals(True)
-        self.table.setSortingEnabled(False)
-        self._fill_row(row, j)
-        self.table.setSortingEnabled(True)
+        self._fill_row(row, j)  # the row may move if the table is sorted by a column that changed
         self.table.blockSignals(False)
         self._apply_filter()
         self._update_progress()
@@ -153,10 +152,12 @@ class InstanceTable(QtWidgets.QWidget):
         inst = self._image.instances[j]
         name = self._categories.get(inst.category_id, str(inst.category_id))
         values = (j, name, inst.score if inst.score is not None else "", inst.status, inst.changed_pixels)
-        for c, value in enumerate(values):
-            item = self.table.item(row, c)
-            item.setData(Qt.DisplayRole, round(value, 3) if isinstance(value, float) else value)
-        self.table.item(row, 3).setForeground(QtGui.QBrush(STATUS_COLORS[inst.status]))
+        items = [self.table.item(row, c) for c in range(len(values))]  # before a sorted table moves the row
+        for item, value in zip(items, values):
+            value = round(value, 3) if isinstance(value, float) else value
+            if item.data(Qt.DisplayRole) != value:
+                item.setData(Qt.DisplayRole, value)
+        items[3].setForeground(QtGui.QBrush(STATUS_COLORS[inst.status]))
 
     def _apply_filter(self, *_) -> None:
         wanted = self.filter.currentText()
@@ -221,12 +222,12 @@ class ViewControls(QtWidgets.QWidget):
         self.min_size.setToolTip("instances whose box is shorter than this on its longer side keep their coarse mask "
                                  "(the shipped model makes most small instances worse); 0 refines all")
         self.patch_count = QtWidgets.QLabel("")
-        form.addRow("Masks (V)", self.mode)
-        form.addRow("Diff (X)", self.diff)
-        form.addRow("Ground truth (T)", self.ground_truth)
+        form.addRow(label("Masks", "cycle_masks"), self.mode)
+        form.addRow(label("Diff", "diff"), self.diff)
+        form.addRow(label("Ground truth", "ground_truth"), self.ground_truth)
         form.addRow("Opacity", self.opacity)
-        form.addRow("Colour by (C)", self.color_by)
-        form.addRow("Patches (O)", self.patches)
+        form.addRow(label("Colour by", "color_by"), self.color_by)
+        form.addRow(label("Patches", "patches"), self.patches)
         form.addRow("Patch size (px)", self.patch_size)
         form.addRow("NMS threshold", self.nms_thr)
         form.addRow("Min size (px)", self.min_size)

@@ -11,14 +11,19 @@ class SessionEvent:
     """What changed.
 
     kind: "status" (review status), "mask" (edited mask), "refined" (a refinement result arrived),
-    "history" (undo/redo availability), "saved" (the session file was written).
+    "patches" (an instance's refinement patches changed, not its masks), "history" (undo/redo
+    availability), "saved" (the session file was written).
     image: image index; instance: instance index, or None when the event concerns the whole image
     or session.
+    window: for "mask" events, (x0, y0, x1, y1) image pixels, end-exclusive: the instance's final
+    mask (and its edited-or-refined mask) changed only inside it, so a view redraws that
+    rectangle only (a brush stroke: the stroke's box). None: anywhere in the instance.
     """
 
     kind: str
     image: int | None = None
     instance: int | None = None
+    window: tuple[int, int, int, int] | None = None
 
 
 class EventEmitter:

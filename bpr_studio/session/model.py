@@ -118,13 +118,15 @@ class InstanceState:
         """(x0, y0, (h, w) bool) the mask ``name`` inside its tight box, or None when absent or empty.
 
         Cheaper to keep than the whole mask: for an image that is not being edited only these
-        crops stay in memory (the whole array is decoded once and dropped).
+        crops stay in memory (the whole array is decoded once and dropped). The crop of the mask
+        being edited is a view of it that strokes keep up to date (its box grows and shrinks with
+        them, see :meth:`_flip`), so reading it after a stroke costs nothing.
         """
         if name not in self._crops:
             if name in self._arrays:
                 full = self._arrays[name]
                 box = mask_bbox(full)
-                cropped = None if box is None else (box[0], box[1], full[box[1]:box[3], box[0]:box[2]].copy())
+                cropped = None if box is None else (box[0], box[1], full[box[1]:box[3], box[0]:box[2]])
             else:
                 rle = self.rle(name)
                 cropped = None if rle is None else rle_crop(rle)
@@ -164,16 +166,78 @@ class InstanceState:
             self._arrays[name] = mask
         self._changed = None
 
-    def _flip(self, diff: MaskDiff) -> None:
-        """Apply a diff to the edited mask in place."""
+    def _flip(self, diff: MaskDiff) -> int:
+        """Apply a diff to the edited mask in place. Works inside the diff's box (and, when pixels are
+        removed on the edge of the mask's box, inside that box): the crop's box is kept up to date,
+        never found again by a pass over the whole image.
+
+        Returns how many more pixels the edited mask now differs from the coarse one by (negative:
+        fewer), counted inside the diff's box; None when that count was not known.
+        """
         edited = self._mask("edited")
+        x0, y0, x1, y1 = diff.bbox
+        flipped = diff.xor
+        delta = None
+        if self._changed is not None:
+            before = edited[y0:y1, x0:x1] ^ _crop_window(self.crop("coarse"), diff.bbox)
+            delta = int(np.count_nonzero(flipped)) - 2 * int(np.count_nonzero(flipped & before))
+        old = self._crops.get("edited", False)  # False: not known yet
         edited.flags.writeable = True
-        diff.apply(edited)
+        edited[y0:y1, x0:x1] ^= flipped
         edited.flags.writeable = False
         self._arrays["edited"] = edited
         self._rles["edited"] = None
-        self._crops.pop("edited", None)
-        self._changed = None
+        if old is False:
+            self._crops.pop("edited", None)
+        else:
+            box = _box_after_flip(edited, crop_box(old), diff.bbox, flipped)
+            self._crops["edited"] = None if box is None else \
+                (box[0], box[1], edited[box[1]:box[3], box[0]:box[2]])  # a read-only view
+        return delta
+
+
+def crop_box(crop) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of a crop (x0, y0, (h, w) bool), or None."""
+    if crop is None:
+        return None
+    x0, y0, mask = crop
+    return x0, y0, x0 + mask.shape[1], y0 + mask.shape[0]
+
+
+def _union(a, b):
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _crop_window(crop, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(y1 - y0, x1 - x0) bool: a crop (x0, y0, (h, w) bool) or None seen through image window ``box``."""
+    x0, y0, x1, y1 = box
+    out = np.zeros((y1 - y0, x1 - x0), bool)
+    if crop is not None:
+        cx, cy, mask = crop
+        ix0, iy0 = max(x0, cx), max(y0, cy)
+        ix1, iy1 = min(x1, cx + mask.shape[1]), min(y1, cy + mask.shape[0])
+        if ix0 < ix1 and iy0 < iy1:
+            out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = mask[iy0 - cy:iy1 - cy, ix0 - cx:ix1 - cx]
+    return out
+
+
+def _box_after_flip(mask: np.ndarray, box, window, flipped: np.ndarray):
+    """The tight box of ``mask`` (H, W) bool after the pixels ``flipped`` (inside ``window``) changed,
+    given its tight box before (None: it was empty). Adding only: the old box and the new pixels' box.
+    Otherwise the box stays unless the change reaches its edge rows or columns; then it is found
+    again inside the old box and the window, not the whole image."""
+    x0, y0, x1, y1 = window
+    inside = mask[y0:y1, x0:x1]
+    if box is None or not np.any(flipped & ~inside):  # nothing was removed
+        added = mask_bbox(inside)
+        return _union(box, None if added is None else (x0 + added[0], y0 + added[1], x0 + added[2], y0 + added[3]))
+    if box[0] < x0 and x1 < box[2] and box[1] < y0 and y1 < box[3]:
+        return box  # the pixels on every edge of the box are untouched
+    bx0, by0, bx1, by1 = _union(box, window)
+    found = mask_bbox(mask[by0:by1, bx0:bx1])
+    return None if found is None else (bx0 + found[0], by0 + found[1], bx0 + found[2], by0 + found[3])
 
 
 def _crop_xor_count(a: tuple | None, b: tuple | None) -> int:
@@ -187,6 +251,16 @@ def _crop_xor_count(a: tuple | None, b: tuple | None) -> int:
     for cx, cy, crop in (a, b):
         canvas[cy - y0:cy - y0 + crop.shape[0], cx - x0:cx - x0 + crop.shape[1]] ^= crop
     return int(np.count_nonzero(canvas))
+
+
+def _change_window(change: Change) -> tuple[int, int, int, int] | None:
+    """Where a change moved the final mask (the box of its diff), or None when it may have changed
+    anywhere: the edited mask created or dropped, or a rejection (the final mask is the coarse one)
+    made or undone."""
+    if change.diff is None or change.creates or change.drops or \
+            (change.status_before == "rejected") != (change.status_after == "rejected"):
+        return None
+    return change.diff.bbox
 
 
 def _whole_mask_diff(mask: np.ndarray) -> MaskDiff | None:
@@ -393,31 +467,44 @@ class Session:
     def _edit(self, i: int, j: int, window, covered: np.ndarray, erase: bool) -> bool:
         """Paint (or erase) ``covered`` (h, w) bool at ``window`` (x0, y0, x1, y1) into the final mask of instance j.
 
-        Work stays inside the window and the mask's box, so a stroke on an 8000 px image costs
-        what the stroke covers, not the image.
+        Work stays inside the window (the first edit of an instance: inside the mask's box), so a
+        stroke on an 8000 px image costs what the stroke covers, not the image. The "mask" event
+        carries the window: the final mask changed nowhere else.
         """
         inst = self.images[i].instances[j]
         x0, y0, x1, y1 = window
-        base = inst.final
-        before = base[y0:y1, x0:x1]
+        name = inst.final_name
+        if name == "edited":
+            before = inst.edited[y0:y1, x0:x1]
+            after = before & ~covered if erase else before | covered
+            if not np.any(before ^ after):
+                return False
+            change = Change(j, inst.status, "edited", MaskDiff.from_xor(before ^ after, (x0, y0)))
+            self._commit(i, [change], window=window)
+            return True
+        # the first edit: the edited mask starts empty, the diff holds the whole new mask
+        crop = inst.crop(name)
+        box = _union(crop_box(crop), window)
+        bx0, by0, _, _ = box
+        region = _crop_window(crop, box)
+        before = region[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
         after = before & ~covered if erase else before | covered
         if not np.any(before ^ after):
             return False
-        if inst.final_name == "edited":
-            change = Change(j, inst.status, "edited", MaskDiff.from_xor(before ^ after, (x0, y0)))
-        else:  # the first edit: the edited mask starts empty, the diff holds the whole new mask
-            box = mask_bbox(base)
-            bx0, by0, bx1, by1 = window if box is None else (min(box[0], x0), min(box[1], y0),
-                                                              max(box[2], x1), max(box[3], y1))
-            region = base[by0:by1, bx0:bx1].copy()
-            region[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] = after
-            if inst.has("edited"):  # rejected with an old edit: replace the edit by the touched-up coarse mask
-                new = np.zeros_like(base)
-                new[by0:by1, bx0:bx1] = region
-                change = Change(j, inst.status, "edited", MaskDiff.between(inst.edited, new))
+        before[...] = after
+        if inst.has("edited"):  # rejected with an old edit: replace the edit by the touched-up coarse mask
+            old = inst.crop("edited")
+            both = _union(crop_box(old), box)
+            flipped = _crop_window(old, both) ^ _crop_window((bx0, by0, region), both)
+            diff = MaskDiff.from_xor(flipped, both[:2])
+            if diff is None:  # the old edit is the touched-up coarse mask already
+                change = Change(j, inst.status, "edited")
             else:
-                change = Change(j, inst.status, "edited", MaskDiff.from_xor(region, (bx0, by0)), creates=True)
-        self._commit(i, [change])
+                change = Change(j, inst.status, "edited", diff)
+            self._commit(i, [change])  # the edited mask changed beyond the window
+        else:
+            change = Change(j, inst.status, "edited", MaskDiff.from_xor(region, (bx0, by0)), creates=True)
+            self._commit(i, [change], window=window)
         return True
 
     # ---- undo ----------------------------------------------------------------------------------
@@ -471,6 +558,17 @@ class Session:
         self._journal({"op": "refined", "image": i, "instance": j, "rle": rle, "status": inst.status,
                        "boxes": None if boxes is None else inst.boxes.tolist()})
         self.events.changed.emit(SessionEvent("refined", i, j))
+
+    def set_patches(self, i: int, j: int, boxes: np.ndarray | None, probs: np.ndarray | None = None) -> None:
+        """Store the patches of a refinement whose mask went elsewhere (a re-refined touch-up becomes
+        the edited mask through :meth:`set_edited_mask`): boxes (K, 4) int32, probs (K, P, P) float
+        (kept as float16). Journalled (the boxes), not an undo step; emits a "patches" event."""
+        inst = self.images[i].instances[j]
+        inst.boxes = None if boxes is None else np.asarray(boxes, np.int32).reshape(-1, 4)
+        inst.probs = None if probs is None else np.asarray(probs, np.float16)
+        self._journal({"op": "patches", "image": i, "instance": j,
+                       "boxes": None if inst.boxes is None else inst.boxes.tolist()})
+        self.events.changed.emit(SessionEvent("patches", i, j))
 
     def set_weights(self, path: str | Path | None) -> None:
         """Remember the refinement weights in use (None: the shipped default); journalled, not an undo step."""
@@ -543,7 +641,11 @@ class Session:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _commit(self, i: int, changes: list[Change], record: bool = True) -> None:
+    def _commit(self, i: int, changes: list[Change], record: bool = True,
+                window: tuple[int, int, int, int] | None = None) -> None:
+        """Apply, record (undo step), journal and announce ``changes`` to image i. window: where the
+        final masks changed, when the caller knows better than the changes say (a first stroke's
+        diff holds the whole mask, its final mask changed only under the stroke)."""
         image = self.images[i]
         for change in changes:
             self._apply(image, change)
@@ -553,8 +655,11 @@ class Session:
             image.history.push(tuple(changes))
         self._journal({"op": "change", "image": i, "changes": [c.to_json() for c in changes]})
         for change in changes:
-            kind = "mask" if change.diff is not None or change.creates or change.drops else "status"
-            self.events.changed.emit(SessionEvent(kind, i, change.instance))
+            if change.diff is not None or change.creates or change.drops:
+                area = window if window is not None and len(changes) == 1 else _change_window(change)
+                self.events.changed.emit(SessionEvent("mask", i, change.instance, area))
+            else:
+                self.events.changed.emit(SessionEvent("status", i, change.instance))
         self.events.changed.emit(SessionEvent("history", i))
 
     @staticmethod
@@ -562,12 +667,15 @@ class Session:
         inst = image.instances[change.instance]
         if change.creates:
             inst._set("edited", np.zeros(image.shape, bool))
-        if change.diff is not None:
-            inst._flip(change.diff)
+            inst._crops["edited"] = None  # empty: the flip below finds its box inside the diff
+        delta = None if change.diff is None else inst._flip(change.diff)
         if change.drops:
             inst._set("edited", None)
         inst.status = change.status_after
-        inst._changed = None
+        if delta is not None and _change_window(change) is not None and inst.final_name == "edited":
+            inst._changed += delta  # the edited mask was and stays final: count the flipped pixels only
+        else:
+            inst._changed = None  # counted again when asked
 
     def _journal(self, entry: dict) -> None:
         if self.store is None:
@@ -626,6 +734,10 @@ class Session:
         if entry["op"] == "change":
             for change in entry["changes"]:
                 self._apply(image, Change.from_json(change))
+        elif entry["op"] == "patches":
+            boxes = entry["boxes"]
+            image.instances[entry["instance"]].boxes = None if boxes is None else \
+                np.asarray(boxes, np.int32).reshape(-1, 4)
         elif entry["op"] == "refined":
             inst = image.instances[entry["instance"]]
             inst._set("refined", None, entry["rle"])
