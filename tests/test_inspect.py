@@ -22,8 +22,8 @@ from bpr_studio.core.quality import (
     measure_patches, rank_instances, worst_patches_first,
 )
 from bpr_studio.io.dataset import encode_rle
-from bpr_studio.io.report import CSV_COLUMNS, draw_scatter, patch_rows, write_gallery_png, write_quality_csv, \
-    write_scatter_png
+from bpr_studio.core.figures import draw_scatter, gallery_figure, patch_rows, scatter_figure
+from bpr_studio.io.report import CSV_COLUMNS, write_figure_png, write_quality_csv
 
 H, W, PATCH = 96, 128, 32
 
@@ -168,11 +168,11 @@ def test_report_files(tmp_path, scene, records):
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 2
     assert rows[0]["category"] == "ellipse" and float(rows[0]["iou_change"]) == pytest.approx(records[0].iou_change,
                                                                                                abs=1e-6)
-    assert_png_not_blank(write_scatter_png(tmp_path / "s.png", records))
+    assert_png_not_blank(write_figure_png(tmp_path / "s.png", scatter_figure(records)))
     patches = worst_patches_first(measure_patches(scene.coarse[0], scene.refined[0], scene.boxes[0], scene.probs[0],
                                                   scene.gt[0]))
     rows = patch_rows(scene.image, scene.coarse[0], scene.refined[0], patches, scene.probs[0], scene.gt[0])
-    assert_png_not_blank(write_gallery_png(tmp_path / "g.png", rows, "title"))
+    assert_png_not_blank(write_figure_png(tmp_path / "g.png", gallery_figure(rows, "title")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "q.csv", "s.png"]  # no temporary files left
 
 

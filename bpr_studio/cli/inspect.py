@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io.atomic import check_output_path
     from ..io.coco import read_coco, read_coco_results
     from ..io.errors import DatasetError
-    from ..io.report import write_quality_csv, write_scatter_png
+    from ..core.figures import scatter_figure
+    from ..io.report import write_figure_png, write_quality_csv
 
     if args.worst < 0 or args.max_patches < 1:
         raise DatasetError(f"--worst must be >= 0 and --max-patches >= 1, got {args.worst} and {args.max_patches}")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     records, worst = _measure_dataset(truth, predictions, refined, refiner, config, args)
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = write_quality_csv(args.out / "quality.csv", records, truth.categories)
-    scatter_path = write_scatter_png(args.out / "scatter.png", records)
+    scatter_path = write_figure_png(args.out / "scatter.png", scatter_figure(records))
     galleries = [_write_gallery(args.out, rank + 1, cand, args.max_patches, truth.categories)
                  for rank, cand in enumerate(worst)]
     _print_summary(records)
@@ -131,7 +132,8 @@ def _measure_dataset(truth, predictions, refined, refiner, config, args):
 def _write_gallery(out: Path, rank: int, cand: _Candidate, max_patches: int, categories: dict) -> Path:
     from ..core.quality import measure_patches, worst_patches_first
     from ..io.images import read_image
-    from ..io.report import patch_rows, write_gallery_png
+    from ..core.figures import gallery_figure, patch_rows
+    from ..io.report import write_figure_png
 
     q = cand.record
     patches = worst_patches_first(measure_patches(cand.coarse, cand.refined, cand.boxes, cand.probs, cand.gt))
@@ -140,7 +142,8 @@ def _write_gallery(out: Path, rank: int, cand: _Candidate, max_patches: int, cat
     title = f"#{rank} {cand.path.name}, instance {q.instance_index} ({categories.get(q.category_id, q.category_id)})"
     if q.iou_change is not None:
         title += f": IoU {q.iou_before:.3f} \u2192 {q.iou_after:.3f}"
-    return write_gallery_png(out / f"gallery_{rank:02d}_{cand.path.stem}_{q.instance_index}.png", rows, title)
+    return write_figure_png(out / f"gallery_{rank:02d}_{cand.path.stem}_{q.instance_index}.png",
+                            gallery_figure(rows, title))
 
 
 def _print_summary(records) -> None:

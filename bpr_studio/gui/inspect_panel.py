@@ -1,6 +1,6 @@
 """The Inspect dock: IoU scatter, ranked instances and the patch gallery of the selected instance.
 
-Figures come from ``core.quality`` and drawings from ``io.report``; this module only shows them and
+Figures come from ``core.quality`` and drawings from ``core.figures``; this module only shows them and
 turns clicks into window actions: a dot or a ranked entry -> ``window.open_instance(i, j)``, a
 gallery tile -> ``window.center_canvas_on(x, y)`` at the centre of its patch.
 """
@@ -17,7 +17,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from ..core.quality import (FILTERS, SORTS, InstanceQuality, match_ground_truth, measure_image, measure_instance,
                              measure_patches, rank_instances, worst_patches_first)
 from ..io.images import read_image
-from ..io.report import PatchRow, draw_scatter, patch_rows
+from ..core.figures import PatchRow, draw_scatter, patch_rows
 
 EMPTY_TEXT = (
     "Nothing to inspect yet.\n\n"
@@ -128,7 +128,7 @@ class PatchGallery(QtWidgets.QScrollArea):
         self.setWidget(label)
 
     def set_rows(self, rows: list[PatchRow], title: str = "") -> None:
-        """Show ``rows`` (io.report.PatchRow), first row at the top."""
+        """Show ``rows`` (core.figures.PatchRow), first row at the top."""
         if not rows:
             self.show_message(f"{title}\nNo boundary patches.")
             return
