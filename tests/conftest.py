@@ -1,4 +1,4 @@
-"""Test settings shared by every test: headless Qt, one torch thread, paths to shared data."""
+"""Test settings shared by every test: headless Qt, one torch thread, the sample data (tests/data and shared)."""
 
 import os
 import shutil
@@ -11,24 +11,46 @@ import torch
 
 torch.set_num_threads(1)
 
+# tests/data/mini_dataset: three drawn images with labelme and COCO annotations, written by
+# tests/data/make_mini_dataset.py (tests/data/README.md)
+TEST_DATA = Path(__file__).resolve().parent / "data"
 # BPR_SHARED_DATA: the shared data of a checkout that is not beside shared/ (a git worktree)
 SHARED_DATA = Path(os.environ.get("BPR_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
-def voc_dir() -> Path:
-    """The labelme VOC sample: data_annotated/ (labelme JSON) and data_dataset_coco/ (COCO)."""
-    path = SHARED_DATA / "labelme_voc"
+def mini_dataset() -> Path:
+    """Three drawn images (500x340, 500x375, 500x375) with annotations of known geometry, written by
+    tests/data/make_mini_dataset.py (its IMAGES table gives every shape): data_annotated/ (labelme
+    JSON beside each JPEG; 14 instances, 2 of them __ignore__, the sofa two polygons of one
+    group_id) and data_dataset_coco/ (the same as labelme's converter writes it: 12 instances,
+    __ignore__ left out, images in JPEGImages/). Read-only: copy it to change it."""
+    return TEST_DATA / "mini_dataset"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the checkout (or $BPR_SHARED_DATA); the test is skipped where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the shared sample data, not found at {SHARED_DATA} (set BPR_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def voc_dir(shared_data) -> Path:
+    """The labelme VOC sample with its photographs (PASCAL VOC): data_annotated/ (labelme JSON) and
+    data_dataset_coco/ (COCO). Only for tests that need the photographs; the others use ``mini_dataset``."""
+    path = shared_data / "labelme_voc"
     if not path.is_dir():
-        pytest.fail(f"shared test data not found at {path}")
+        pytest.skip(f"needs the shared labelme VOC sample, not found at {path}")
     return path
 
 
 @pytest.fixture
-def voc_copy(voc_dir, tmp_path):
-    """A writable copy of the labelme VOC sample (the session file is written beside it)."""
-    target = tmp_path / "voc"
-    shutil.copytree(voc_dir / "data_annotated", target)
+def labelme_copy(mini_dataset, tmp_path):
+    """A writable copy of mini_dataset/data_annotated (the session file is written beside it)."""
+    target = tmp_path / "labelme"
+    shutil.copytree(mini_dataset / "data_annotated", target)
     for path in target.iterdir():
         path.chmod(0o644)
     return target

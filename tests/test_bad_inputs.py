@@ -20,16 +20,16 @@ def no_gpu(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def voc_results(voc_dir, tmp_path_factory):
-    """(annotations, images folder, results file of the ground truth as predictions) of the VOC sample."""
-    annotations = voc_dir / "data_dataset_coco" / "annotations.json"
+def gt_results(mini_dataset, tmp_path_factory):
+    """(annotations, images folder, results file of the ground truth as predictions) of the mini dataset."""
+    annotations = mini_dataset / "data_dataset_coco" / "annotations.json"
     dataset = load_dataset(annotations)
     for record in dataset.images:
         for inst in record.instances:
             inst.score = 0.9
-    results = tmp_path_factory.mktemp("voc") / "results.json"
+    results = tmp_path_factory.mktemp("gt") / "results.json"
     save_dataset(dataset, results, "coco", results=True)
-    return annotations, voc_dir / "data_dataset_coco", results
+    return annotations, mini_dataset / "data_dataset_coco", results
 
 
 def test_a_missing_device_is_one_line_naming_what_there_is(no_gpu):
@@ -44,8 +44,8 @@ def test_a_missing_device_is_one_line_naming_what_there_is(no_gpu):
         assert str(info.value) == message
 
 
-def test_cli_device_error_is_one_line(no_gpu, voc_results, tmp_path, capsys):
-    annotations, images, results = voc_results
+def test_cli_device_error_is_one_line(no_gpu, gt_results, tmp_path, capsys):
+    annotations, images, results = gt_results
     code = main(["inspect", "--images", str(images), "--annotations", str(annotations),
                  "--predictions", str(results), "--out", str(tmp_path / "report"), "--device", "cuda"])
     assert code == 2
@@ -67,8 +67,8 @@ def test_garbage_weights_are_not_bpr_weights_and_no_unsafe_advice(tmp_path, cont
     assert "weights_only" not in message and "\n" not in message and info.value.__cause__ is None
 
 
-def test_cli_garbage_weights_is_one_line(voc_results, tmp_path, capsys):
-    annotations, images, results = voc_results
+def test_cli_garbage_weights_is_one_line(gt_results, tmp_path, capsys):
+    annotations, images, results = gt_results
     (tmp_path / "w.pt").write_bytes(pickle.dumps({"not": "weights"}, protocol=2))
     assert main(["inspect", "--images", str(images), "--annotations", str(annotations), "--predictions", str(results),
                  "--out", str(tmp_path / "report"), "--weights", str(tmp_path / "w.pt"), "--device", "cpu"]) == 2

@@ -75,17 +75,28 @@ def test_oracle_replaces_only_the_band_near_the_predicted_boundary():
     assert not oracle_mask(np.zeros_like(gt), gt, 3).any()
 
 
-def test_eval_cli_prints_a_table_with_the_oracle(voc_dir, tmp_path):
-    ann = voc_dir / "data_dataset_coco" / "annotations.json"
+@pytest.fixture
+def simulated(mini_dataset, tmp_path):
+    """(annotations, coarse predictions that `bpr-studio simulate` made of them) of the mini dataset."""
+    ann = mini_dataset / "data_dataset_coco" / "annotations.json"
     coarse = tmp_path / "coarse.json"
     assert main(["simulate", "--annotations", str(ann), "--out", str(coarse)]) == 0
+    return ann, coarse
+
+
+def _eval_rows(ann, tmp_path, *args: str) -> list[dict]:
+    """The table `bpr-studio eval --annotations ann ARGS` writes as JSON."""
+    table = tmp_path / "table.json"
+    assert main(["eval", "--annotations", str(ann), *args, "--json", str(table)]) == 0
+    return json.loads(table.read_text())
+
+
+def test_eval_cli_prints_a_table_with_the_oracle(simulated, tmp_path):
+    ann, coarse = simulated
     oracle = tmp_path / "oracle.json"
     assert main(["oracle", "--annotations", str(ann), "--predictions", str(coarse), "--dist", "2",
                  "--out", str(oracle)]) == 0
-    table = tmp_path / "table.json"
-    assert main(["eval", "--annotations", str(ann), "--predictions", str(coarse), str(oracle),
-                 "--oracle", "2", "--json", str(table)]) == 0
-    rows = json.loads(table.read_text())
+    rows = _eval_rows(ann, tmp_path, "--predictions", str(coarse), str(oracle), "--oracle", "2")
     assert [r["name"] for r in rows] == ["coarse.json", "oracle.json", "oracle 2px of coarse.json"]
     assert rows[1]["af"] == pytest.approx(rows[2]["af"]) and rows[1]["af"] > rows[0]["af"]
     assert rows[2]["worse"] == 0.0 and rows[2]["miou"] > rows[0]["miou"]
@@ -124,14 +135,9 @@ def test_grabcut_baseline_recovers_an_object_with_a_clear_edge():
     assert not grabcut_mask(image, np.zeros_like(gt)).any()
 
 
-def test_eval_cli_grabcut_row_and_leak_columns(voc_dir, tmp_path):
-    ann = voc_dir / "data_dataset_coco" / "annotations.json"
-    coarse = tmp_path / "coarse.json"
-    assert main(["simulate", "--annotations", str(ann), "--out", str(coarse)]) == 0
-    table = tmp_path / "table.json"
-    assert main(["eval", "--annotations", str(ann), "--predictions", str(coarse), "--baseline", "grabcut",
-                 "--json", str(table)]) == 0
-    rows = json.loads(table.read_text())
+def test_eval_cli_grabcut_row_and_leak_columns(simulated, tmp_path):
+    ann, coarse = simulated
+    rows = _eval_rows(ann, tmp_path, "--predictions", str(coarse), "--baseline", "grabcut")
     assert [r["name"] for r in rows] == ["coarse.json", "coarse.json + grabcut (band 3px)"]
     assert all(-100 < r["area_error"] < 100 and 0 <= r["far"] <= 100 for r in rows)
     assert rows[1]["af"] != rows[0]["af"]

@@ -80,7 +80,7 @@ def _drag(qtbot, canvas, points):
     qtbot.mouseRelease(viewport, Qt.LeftButton, pos=positions[-1])
 
 
-def test_refine_review_touch_up_export_reopen(qtbot, voc_copy, tiny_weights, tmp_path):
+def test_refine_review_touch_up_export_reopen(qtbot, labelme_copy, tiny_weights, tmp_path):
     from pycocotools.coco import COCO
 
     from bpr_studio.core.refiner import Refiner
@@ -88,7 +88,7 @@ def test_refine_review_touch_up_export_reopen(qtbot, voc_copy, tiny_weights, tmp
     def factory(config):
         return Refiner(RefinerConfig(input_size=32, batch_size=64), weights=tiny_weights, device="cpu")
 
-    window = _window(qtbot, voc_copy, factory)
+    window = _window(qtbot, labelme_copy, factory)
     refined = []
     window.instanceRefined.connect(lambda i, j: refined.append((i, j)))
     with qtbot.waitSignal(window.refineFinished, timeout=60000) as finished:
@@ -99,7 +99,9 @@ def test_refine_review_touch_up_export_reopen(qtbot, voc_copy, tiny_weights, tmp
     assert all(inst.has("refined") for inst in image.instances)
     assert window.device_label.text() == "device: CPU"
     small = [j for j, inst in enumerate(image.instances) if len(inst.boxes) == 0]
-    assert small == [2]  # the bottle: shorter than the min size, kept coarse and said so
+    # scene_1 (make_mini_dataset.IMAGES): longer sides 240, 270, 60 (the bottle) and 160 px: only the bottle is
+    # shorter than the min size, kept coarse and said so
+    assert small == [2]
     assert window.statusBar().currentMessage().endswith("; 1 under the min size (96 px) kept coarse")
 
     window.auto_advance = False
@@ -148,15 +150,15 @@ def test_refine_review_touch_up_export_reopen(qtbot, voc_copy, tiny_weights, tmp
     assert any(np.array_equal(m, image.instances[1].coarse) for m in masks)  # rejected: coarse
 
     window.close()
-    again = _window(qtbot, voc_copy, factory)
+    again = _window(qtbot, labelme_copy, factory)
     image = again.session.images[0]
     assert [inst.status for inst in image.instances[:3]] == ["accepted", "rejected", "edited"]
     assert np.array_equal(image.instances[2].final, after)
     again.close()
 
 
-def test_window_stays_responsive_while_refining_and_cancel_stops(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.15))
+def test_window_stays_responsive_while_refining_and_cancel_stops(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(delay=0.15))
     ticks = []
     timer = QtCore.QTimer(window, interval=10)
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
@@ -177,8 +179,8 @@ def test_window_stays_responsive_while_refining_and_cancel_stops(qtbot, voc_copy
     assert window.session.images[i].instances[j].has("refined")
 
 
-def test_worker_exception_becomes_error_dialog(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(fail=True))
+def test_worker_exception_becomes_error_dialog(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(fail=True))
     with qtbot.waitSignal(window.refineFinished, timeout=10000):
         window.refine_current_image()
     boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible()]
@@ -188,39 +190,39 @@ def test_worker_exception_becomes_error_dialog(qtbot, voc_copy):
     assert window.image_index == 1
 
 
-def test_unreadable_files_are_listed_and_the_rest_opens(qtbot, voc_copy):
-    (voc_copy / "2011_000006.jpg").write_bytes(b"this is not a jpeg")
-    (voc_copy / "2011_000025.json").write_text('{"shapes": [oops')
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_unreadable_files_are_listed_and_the_rest_opens(qtbot, labelme_copy):
+    (labelme_copy / "scene_2.jpg").write_bytes(b"this is not a jpeg")
+    (labelme_copy / "scene_3.json").write_text('{"shapes": [oops')
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     names = [window.image_list.item(k).text() for k in range(window.image_list.count())]
-    assert any("2011_000006.jpg" in n and "unreadable" in n for n in names)
-    assert any("2011_000025.json" in n and "unreadable" in n for n in names)
-    assert [im.path.name for im in window.session.images] == ["2011_000003.jpg"]
-    assert "2011_000006.jpg" in window.last_error and "2011_000025.json" in window.last_error
+    assert any("scene_2.jpg" in n and "unreadable" in n for n in names)
+    assert any("scene_3.json" in n and "unreadable" in n for n in names)
+    assert [im.path.name for im in window.session.images] == ["scene_1.jpg"]
+    assert "scene_2.jpg" in window.last_error and "scene_3.json" in window.last_error
     window.show_image(0)
     assert window.canvas.image_item.pixmap().width() > 0
 
 
-def test_image_of_another_size_than_its_annotations(qtbot, voc_copy):
+def test_image_of_another_size_than_its_annotations(qtbot, labelme_copy):
     import cv2
 
     def shrink(path):
         cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path)), (100, 80)))
 
-    shrink(voc_copy / "2011_000003.jpg")  # before opening: the io layer leaves it out, the window lists it
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
-    assert "2011_000003.jpg" in window.last_error and "100x80" in window.last_error
-    assert [im.path.name for im in window.session.images] == ["2011_000006.jpg", "2011_000025.jpg"]
-    shrink(voc_copy / "2011_000025.jpg")  # after opening: found when the image is shown
+    shrink(labelme_copy / "scene_1.jpg")  # before opening: the io layer leaves it out, the window lists it
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
+    assert "scene_1.jpg" in window.last_error and "100x80" in window.last_error
+    assert [im.path.name for im in window.session.images] == ["scene_2.jpg", "scene_3.jpg"]
+    shrink(labelme_copy / "scene_3.jpg")  # after opening: found when the image is shown
     window.show_image(1)
     assert "unreadable" in window.image_list.item(1).text()
-    assert "2011_000025.jpg" in window.session.images[1].error and "100x80" in window.session.images[1].error
+    assert "scene_3.jpg" in window.session.images[1].error and "100x80" in window.session.images[1].error
     window.show_image(0)
     assert window.canvas.image_item.pixmap().width() > 0
 
 
-def test_bad_dataset_keeps_the_open_session(qtbot, voc_copy, tmp_path):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_bad_dataset_keeps_the_open_session(qtbot, labelme_copy, tmp_path):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     session = window.session
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -228,8 +230,8 @@ def test_bad_dataset_keeps_the_open_session(qtbot, voc_copy, tmp_path):
     assert window.session is session and "bad.json" in window.last_error
 
 
-def test_patch_preview_follows_the_controls(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     window.view_controls.patches.setCurrentText("selected instance")
     window.select_instance(0)
     few = len(window.canvas.patch_items)
@@ -242,8 +244,8 @@ def test_patch_preview_follows_the_controls(qtbot, voc_copy):
     assert window.view_controls.patch_count.text() == "0 patches"
 
 
-def test_review_keys_walk_through_instances_and_images(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_review_keys_walk_through_instances_and_images(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     selections = []
     window.instanceSelected.connect(lambda i, j: selections.append((i, j)))
     assert (window.image_index, window.selected) == (0, 0)  # the first view selects the first unreviewed one
@@ -260,19 +262,19 @@ def test_review_keys_walk_through_instances_and_images(qtbot, voc_copy):
     assert window.view_controls.mode.currentText() == "refined"
     _press_key(qtbot, window, Qt.Key_X)
     assert window.view_controls.diff.isChecked()
-    assert "1/4 reviewed" in window.review_label.text()
+    assert "1/4 reviewed" in window.review_label.text()  # scene_1: 2 persons, a bottle, an __ignore__ region
 
 
-def test_screenshot_command(voc_copy, tmp_path, qapp):
+def test_screenshot_command(labelme_copy, tmp_path, qapp):
     from bpr_studio.cli import main
 
     out = tmp_path / "shot.png"
-    assert main(["gui", str(voc_copy), "--screenshot", str(out), "--size", "800x500"]) == 0
+    assert main(["gui", str(labelme_copy), "--screenshot", str(out), "--size", "800x500"]) == 0
     assert out.stat().st_size > 10000
 
 
-def test_re_refine_a_touch_up_and_polygon_tool(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.0))
+def test_re_refine_a_touch_up_and_polygon_tool(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(delay=0.0))
     image = window.session.images[0]
     inst = image.instances[0]
     window.select_instance(0)
@@ -295,16 +297,16 @@ def test_re_refine_a_touch_up_and_polygon_tool(qtbot, voc_copy):
     assert np.array_equal(inst.final, touched)
 
 
-def test_image_unreadable_during_refinement_is_skipped(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.0))
-    (voc_copy / "2011_000025.jpg").write_bytes(b"broken after opening")
+def test_image_unreadable_during_refinement_is_skipped(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(delay=0.0))
+    (labelme_copy / "scene_3.jpg").write_bytes(b"broken after opening")
     with qtbot.waitSignal(window.refineFinished, timeout=10000):
         window.refine_dataset()
     images = window.session.images
     assert all(inst.has("refined") for im in images[:2] for inst in im.instances)
     assert not any(inst.has("refined") for inst in images[2].instances)
     assert "unreadable" in window.image_list.item(2).text()
-    assert "2011_000025.jpg" in window.image_list.item(2).toolTip()
+    assert "scene_3.jpg" in window.image_list.item(2).toolTip()
 
 
 def test_demo_opens_with_its_ground_truth(tmp_path, qapp, monkeypatch):
@@ -319,14 +321,14 @@ def test_demo_opens_with_its_ground_truth(tmp_path, qapp, monkeypatch):
     assert sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file()) < 1_000_000
 
 
-def test_open_and_export_dialogs_give_the_window_its_arguments(qtbot, voc_copy, tmp_path):
+def test_open_and_export_dialogs_give_the_window_its_arguments(qtbot, labelme_copy, tmp_path):
     from bpr_studio.gui.dialogs import ExportDialog, OpenDialog
 
     opener = OpenDialog()
     qtbot.addWidget(opener)
-    opener.path.setText(str(voc_copy))
+    opener.path.setText(str(labelme_copy))
     opener.format.setCurrentText("labelme")
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     assert window.open_dataset(**opener.values())
     exporter = ExportDialog(default_out=str(tmp_path / "out"))
     qtbot.addWidget(exporter)

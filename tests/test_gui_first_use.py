@@ -12,16 +12,16 @@ from test_gui import SlowRefiner, _press_key, _window
 
 
 @pytest.fixture
-def coco_copy(voc_dir, tmp_path):
+def coco_copy(mini_dataset, tmp_path):
     target = tmp_path / "coco"
-    shutil.copytree(voc_dir / "data_dataset_coco", target)
+    shutil.copytree(mini_dataset / "data_dataset_coco", target)
     for path in target.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
 
 
-def test_first_view_selects_an_instance_with_its_patches_and_says_what_to_press(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_first_view_selects_an_instance_with_its_patches_and_says_what_to_press(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     assert window.selected == 0
     assert window.view_controls.patches.currentText() == "selected instance"
     assert len(window.canvas.patch_items) > 0
@@ -44,8 +44,8 @@ def _wheel(canvas, pos: QtCore.QPoint, steps: int = 1) -> None:
 
 
 @pytest.mark.parametrize("image_point", [(250.0, 180.0), (30.0, 20.0), (480.0, 360.0)])
-def test_wheel_zooms_at_the_cursor(qtbot, voc_copy, image_point):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_wheel_zooms_at_the_cursor(qtbot, labelme_copy, image_point):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     window.resize(1400, 900)
     qtbot.waitUntil(lambda: window.canvas.viewport().width() > 400)
     canvas = window.canvas
@@ -65,33 +65,33 @@ def test_wheel_zooms_at_the_cursor(qtbot, voc_copy, image_point):
     assert canvas.transform().m11() == pytest.approx(scale)
 
 
-def test_progress_counts_patches_and_instances(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.05))
+def test_progress_counts_patches_and_instances(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(delay=0.05))
     seen = []
     window.progress_bar.valueChanged.connect(
         lambda value: seen.append((value, window.progress_bar.maximum(), window.progress_label.text())))
     with qtbot.waitSignal(window.refineFinished, timeout=20000):
         window.refine_current_image()
     n = len(window.session.images[0].instances)
-    assert (2 * n, 2 * n, f"refining 2011_000003.jpg: {n}/{n} instances") in seen  # SlowRefiner: 2 patches each
-    assert (2, 2 * n, f"refining 2011_000003.jpg: 1/{n} instances") in seen
+    assert (2 * n, 2 * n, f"refining scene_1.jpg: {n}/{n} instances") in seen  # SlowRefiner: 2 patches each
+    assert (2, 2 * n, f"refining scene_1.jpg: 1/{n} instances") in seen
     assert not window.progress_bar.isVisible() and window.statusBar().currentMessage().startswith("refinement finished")
 
 
-def test_worker_says_loading_model_first(qtbot, voc_copy):
+def test_worker_says_loading_model_first(qtbot, labelme_copy):
     from bpr_studio.gui.worker import RefineWorker
 
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.01))
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(delay=0.01))
     image = window.session.images[0]
     worker = RefineWorker([window._job(image, range(len(image.instances)))], lambda: SlowRefiner(delay=0.01))
     stages = []
     worker.stage.connect(stages.append)
     worker.run()  # in this thread: the signals arrive in order
-    assert stages == ["loading model", "reading 2011_000003.jpg", "refining 2011_000003.jpg"]
+    assert stages == ["loading model", "reading scene_1.jpg", "refining scene_1.jpg"]
 
 
-def test_closing_during_refinement_cancels_and_says_so(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner(delay=0.3))
+def test_closing_during_refinement_cancels_and_says_so(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(delay=0.3))
     messages = []
     window.statusBar().messageChanged.connect(messages.append)
     arrived = []
@@ -106,11 +106,11 @@ def test_closing_during_refinement_cancels_and_says_so(qtbot, voc_copy):
     assert len(arrived) < total
 
 
-def test_a_refiner_that_cannot_be_made_stops_with_one_line(qtbot, voc_copy):
+def test_a_refiner_that_cannot_be_made_stops_with_one_line(qtbot, labelme_copy):
     def factory(config):
         raise RuntimeError("CUDA is not available on this machine (found: CPU)")
 
-    window = _window(qtbot, voc_copy, factory)
+    window = _window(qtbot, labelme_copy, factory)
     with qtbot.waitSignal(window.refineFinished, timeout=10000):
         window.refine_current_image()
     boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible()]
@@ -147,19 +147,19 @@ def _dialog_defaults(window, monkeypatch):
 
 
 def test_export_defaults_to_the_datasets_format_a_sibling_folder_and_coarse_for_unreviewed(
-        qtbot, voc_copy, monkeypatch):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+        qtbot, labelme_copy, monkeypatch):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     dialog = _dialog_defaults(window, monkeypatch)
     values = dialog.values()
-    assert values == {"out": str(voc_copy.parent / "voc_export"), "format": "labelme", "unreviewed": "coarse"}
+    assert values == {"out": str(labelme_copy.parent / "labelme_export"), "format": "labelme", "unreviewed": "coarse"}
     window.session.accept(0, 0)
     assert window.export_dataset(**values)
-    assert sorted(p.name for p in (voc_copy.parent / "voc_export").iterdir()) == [
-        "2011_000003.json", "2011_000006.json", "2011_000025.json"]
+    assert sorted(p.name for p in (labelme_copy.parent / "labelme_export").iterdir()) == [
+        "scene_1.json", "scene_2.json", "scene_3.json"]
     # the old default put a COCO file inside the labelme folder: reopening now ignores it, unlisted
-    assert window.export_dataset(voc_copy / "export" / "annotations.json", "coco")
-    (voc_copy / "results.json").write_text("[]")
-    assert window.open_dataset(voc_copy)
+    assert window.export_dataset(labelme_copy / "export" / "annotations.json", "coco")
+    (labelme_copy / "results.json").write_text("[]")
+    assert window.open_dataset(labelme_copy)
     names = [window.image_list.item(k).text() for k in range(window.image_list.count())]
     assert not any("unreadable" in name for name in names) and window.session.load_problems == []
 
@@ -189,72 +189,74 @@ def test_export_asks_before_replacing_a_file(qtbot, coco_copy, monkeypatch):
     labelme_out = coco_copy.parent / "as_labelme"
     assert window.export_dataset(labelme_out, "labelme") and len(asked) == 2
     answer[0] = QtWidgets.QMessageBox.No
-    assert not window.export_dataset(labelme_out, "labelme") and "2011_000003.json" in asked[-1]
+    assert not window.export_dataset(labelme_out, "labelme") and "scene_1.json" in asked[-1]
 
 
 def test_coco_export_over_its_source_keeps_the_unreadable_images_entries(qtbot, coco_copy, monkeypatch):
     from pycocotools.coco import COCO
 
     original = json.loads((coco_copy / "annotations.json").read_text())
-    (coco_copy / "JPEGImages" / "2011_000025.jpg").write_bytes(b"not a jpeg")
+    (coco_copy / "JPEGImages" / "scene_3.jpg").write_bytes(b"not a jpeg")
     window = _window(qtbot, coco_copy / "annotations.json", lambda config: SlowRefiner())
     assert len(window.session.images) == 2
     window.session.accept(0, 0)
     monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *args, **kw: QtWidgets.QMessageBox.Yes)
     assert window.export_dataset(coco_copy / "annotations.json", "coco", unreviewed="coarse")
     written = json.loads((coco_copy / "annotations.json").read_text())
+    # make_mini_dataset.IMAGES: 3 + 6 + 3 COCO instances; scene_3 holds 2 buses and a car
     assert len(written["images"]) == 3 and len(written["annotations"]) == 12  # 3 / 12 before, not 2 / 9
-    lost = [e for e in original["images"] if e["file_name"].endswith("2011_000025.jpg")][0]
+    lost = [e for e in original["images"] if e["file_name"].endswith("scene_3.jpg")][0]
     assert lost in written["images"]  # its entry unchanged
     theirs = sorted(json.dumps(a, sort_keys=True) for a in original["annotations"] if a["image_id"] == lost["id"])
     ours = sorted(json.dumps(a, sort_keys=True) for a in written["annotations"] if a["image_id"] == lost["id"])
+    # scene_3's annotations have the highest ids (10 to 12), none taken by the exported ones: kept as they were
     assert ours == theirs and len(ours) == 3
-    assert window.last_export.kept == ["1 image(s) the session could not read (2011_000025.jpg) and their "
+    assert window.last_export.kept == ["1 image(s) the session could not read (scene_3.jpg) and their "
                                        "3 annotation(s)"]
     boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible()]
-    assert any("Kept unchanged" in b.text() and "2011_000025.jpg" in b.text() for b in boxes)
+    assert any("Kept unchanged" in b.text() and "scene_3.jpg" in b.text() for b in boxes)
     COCO(str(coco_copy / "annotations.json"))  # pycocotools reads it
     ids = [a["id"] for a in written["annotations"]]
     assert len(set(ids)) == len(ids)
 
 
-def test_export_says_what_it_leaves_out(qtbot, voc_copy, tmp_path):
-    (voc_copy / "2011_000025.json").write_text('{"shapes": [oops')
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_export_says_what_it_leaves_out(qtbot, labelme_copy, tmp_path):
+    (labelme_copy / "scene_3.json").write_text('{"shapes": [oops')
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     assert window.export_dataset(tmp_path / "out", "labelme", unreviewed="omit")
     report = window.last_export
     n = sum(len(image.instances) for image in window.session.images)
-    assert report.left_out == ["1 file(s) that could not be read when the dataset was opened: 2011_000025.json",
+    assert report.left_out == ["1 file(s) that could not be read when the dataset was opened: scene_3.json",
                                f"{n} unreviewed instance(s)"]
     boxes = [b for b in window.findChildren(QtWidgets.QMessageBox) if b.isVisible() and "Left out" in b.text()]
-    assert boxes and "2011_000025.json" in boxes[0].text()
+    assert boxes and "scene_3.json" in boxes[0].text()
 
 
-def test_screenshot_leaves_no_session_file_unless_asked(voc_copy, tmp_path, qapp):
+def test_screenshot_leaves_no_session_file_unless_asked(labelme_copy, tmp_path, qapp):
     from bpr_studio.cli import main
 
-    before = sorted(p.name for p in voc_copy.iterdir())
+    before = sorted(p.name for p in labelme_copy.iterdir())
     out = tmp_path / "shot.png"
-    assert main(["gui", str(voc_copy), "--screenshot", str(out), "--size", "800x500"]) == 0
-    assert out.stat().st_size > 10000 and sorted(p.name for p in voc_copy.iterdir()) == before
+    assert main(["gui", str(labelme_copy), "--screenshot", str(out), "--size", "800x500"]) == 0
+    assert out.stat().st_size > 10000 and sorted(p.name for p in labelme_copy.iterdir()) == before
     asked = tmp_path / "asked.bprsession"
-    assert main(["gui", str(voc_copy), "--screenshot", str(out), "--session", str(asked)]) == 0
-    assert asked.is_file() and sorted(p.name for p in voc_copy.iterdir()) == before
+    assert main(["gui", str(labelme_copy), "--screenshot", str(out), "--session", str(asked)]) == 0
+    assert asked.is_file() and sorted(p.name for p in labelme_copy.iterdir()) == before
 
 
-def test_reopening_says_the_session_was_restored_and_returns_to_the_last_image(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_reopening_says_the_session_was_restored_and_returns_to_the_last_image(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     window.show_image(1)
     window.accept_selected()
     window.close()
-    again = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+    again = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     n = sum(len(image.instances) for image in again.session.images)
     assert again.image_index == 1
     assert again.statusBar().currentMessage() == f"restored session: 1 of {n} reviewed, back at image 2 of 3"
 
 
-def test_toolbar_icons_tooltips_and_help(qtbot, voc_copy):
-    window = _window(qtbot, voc_copy, lambda config: SlowRefiner())
+def test_toolbar_icons_tooltips_and_help(qtbot, labelme_copy):
+    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     tools = [a for a in window.toolbar.actions() if not a.isSeparator() and a.text()]
     assert all(not a.icon().isNull() for a in tools)
     assert window.toolbar.toolButtonStyle() == Qt.ToolButtonTextBesideIcon

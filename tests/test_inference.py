@@ -43,6 +43,15 @@ def _toy_batch(n: int, size: int) -> torch.Tensor:
     return x
 
 
+def _agrees_with_eager(run, model: torch.nn.Module, size: int) -> torch.Tensor:
+    """``run``'s output on a toy batch of two, checked to give the model's class probabilities (to 1e-4)."""
+    x = _toy_batch(2, size)
+    out = run(x)
+    with torch.no_grad():
+        assert torch.allclose(torch.softmax(out, 1), torch.softmax(model(x), 1), atol=1e-4)
+    return out
+
+
 def test_onnxruntime_mode_agrees_with_eager(decisive_model):
     pytest.importorskip("onnxruntime")
     run = fast_inference(decisive_model, "cpu")
@@ -76,11 +85,7 @@ def test_channels_last_without_onnxruntime(decisive_model, monkeypatch):
     monkeypatch.setattr(inference, "has_onnxruntime", lambda: False)
     run = fast_inference(decisive_model, "cpu")
     assert run.mode == "channels_last"
-    x = _toy_batch(2, 32)
-    out = run(x)
-    assert out.is_contiguous()
-    with torch.no_grad():
-        assert torch.allclose(torch.softmax(out, 1), torch.softmax(decisive_model(x), 1), atol=1e-4)
+    assert _agrees_with_eager(run, decisive_model, 32).is_contiguous()
 
 
 def test_eager_mode_is_the_model(decisive_model):
@@ -98,11 +103,8 @@ def test_falls_back_to_pytorch_when_export_fails(decisive_model, monkeypatch):
 
     monkeypatch.setattr(torch.onnx, "export", broken_export)
     run = fast_inference(decisive_model, "cpu")
-    x = _toy_batch(2, 32)
-    out = run(x)
+    _agrees_with_eager(run, decisive_model, 32)
     assert run.mode == "channels_last"
-    with torch.no_grad():
-        assert torch.allclose(torch.softmax(out, 1), torch.softmax(decisive_model(x), 1), atol=1e-4)
 
 
 def test_unavailable_mode_is_rejected(hr18s):
@@ -223,9 +225,7 @@ def test_unwritable_cache_still_refines(tiny, tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("a file where the cache folder should be")
     run = FastInference(tiny, 16, mode="onnxruntime", cache=blocked)
-    x = _toy_batch(2, 16)
-    with torch.no_grad():
-        assert torch.allclose(torch.softmax(run(x), 1), torch.softmax(tiny(x), 1), atol=1e-4)
+    _agrees_with_eager(run, tiny, 16)
     assert run.mode == "onnxruntime"
 
 
@@ -253,11 +253,8 @@ def test_int8_failure_falls_back_to_float32(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnxruntime.quantization, "quantize_static", broken)
     run = FastInference(tiny, 16, calibration=_calibration, cache=tmp_path)
-    x = _toy_batch(2, 16)
-    out = run(x)
+    _agrees_with_eager(run, tiny, 16)
     assert run.mode == "onnxruntime"
-    with torch.no_grad():
-        assert torch.allclose(torch.softmax(out, 1), torch.softmax(tiny(x), 1), atol=1e-4)
 
 
 def test_int8_needs_calibration(tiny):
