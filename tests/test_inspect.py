@@ -21,7 +21,7 @@ from bpr_studio.core.quality import (
     SMALL_AREA, MaskShapeError, got_worse, is_small, match_ground_truth, measure_image, measure_instance,
     measure_patches, rank_instances, worst_patches_first,
 )
-from bpr_studio.io.dataset import encode_rle
+from bpr_studio.core.rle import encode_rle
 from bpr_studio.io.report import CSV_COLUMNS, draw_scatter, patch_rows, write_gallery_png, write_quality_csv, \
     write_scatter_png
 

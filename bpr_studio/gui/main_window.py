@@ -21,7 +21,7 @@ from ..core.refiner import patch_boxes
 from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.export import default_export_path
-from ..session.rle import rle_crop
+from ..core.rle import rle_crop
 from . import icons, overlay
 from .canvas import Canvas
 from .dialogs import ExportDialog, OpenDialog
