@@ -114,25 +114,3 @@ def test_same_class_non_crowd_and_empty_sets():
     empty = np.zeros((1, 10, 10), bool)
     assert match_instances(empty, [2], empty, [2])[0].tolist() == [-1]
 
-
-def test_agrees_with_the_old_matchers(voc_dir):
-    """The three matchers it replaces, exactly (removed with them)."""
-    from bpr_studio.core import evaluate, quality, train
-    from bpr_studio.core.rle import compressed
-    from bpr_studio.io.dataset import Instance
-
-    for gt, gt_cats, crowd, pred, pred_cats in _sample_images(voc_dir):
-        new_i, new_v = match_instances(pred, pred_cats, gt, gt_cats, crowd)
-        old_i, old_v = train.match_ground_truth(pred, pred_cats, gt, gt_cats, crowd)
-        assert np.array_equal(new_i, old_i) and np.array_equal(new_v, old_v)
-        for k in range(len(pred)):
-            qi, qv = quality.match_ground_truth(pred[k], pred_cats[k], list(gt), gt_cats, crowd)
-            assert (qi if qi is not None else -1) == new_i[k] and qv == new_v[k]
-        gts = [Instance.from_mask(m, c, iscrowd=cr) for m, c, cr in zip(gt, gt_cats, crowd)]
-        preds = [Instance.from_mask(m, c, score=0.5) for m, c in zip(pred, pred_cats)]
-        keep = [j for j, c in enumerate(crowd) if not c]
-        index, iou = match_instances(gt[keep], [gt_cats[j] for j in keep], pred, pred_cats, require_overlap=False)
-        old = evaluate.best_matches([gts], [preds])
-        assert [v for _, _, v in old] == iou.tolist()
-        assert [p is None for _, p, _ in old] == (index < 0).tolist()
-        assert all(p["counts"] == compressed(preds[j].rle)["counts"] for (_, p, _), j in zip(old, index) if j >= 0)

@@ -65,13 +65,14 @@ def oracle_predictions(ground_truth: Dataset, predictions: Dataset, dist: float)
     """The boundary oracle: each prediction with its pixels within ``dist`` px of its boundary taken
     from its best same-category non-crowd ground truth (unchanged when there is none)."""
     from ..core.evaluate import oracle_mask
-    from ..core.train import match_ground_truth
+    from ..core.matching import match_instances
 
     images = []
     for g, p in zip(ground_truth.images, predictions.images):
         pred, gt = p.masks(), g.masks()
-        index, _ = match_ground_truth(pred, [i.category_id for i in p.instances], gt,
-                                      [i.category_id for i in g.instances], [i.iscrowd for i in g.instances])
+        index, _ = match_instances([i.rle for i in p.instances], [i.category_id for i in p.instances],
+                                   [i.rle for i in g.instances], [i.category_id for i in g.instances],
+                                   [i.iscrowd for i in g.instances])
         out = []
         for inst, mask, j in zip(p.instances, pred, index):
             if j >= 0:
@@ -179,15 +180,16 @@ def corrections_from_datasets(ground_truth: Dataset, predictions: Dataset) -> li
     """core.adapt.CorrectedImage per image: every prediction paired with its best same-class, non-crowd
     ground truth (IoU > 0.5; others are left out)."""
     from ..core.adapt import CorrectedImage
-    from ..core.train import match_ground_truth
+    from ..core.matching import match_instances
 
     images = []
     for g, p in zip(ground_truth.images, predictions.images):
         if not p.instances or not g.instances:
             continue
         gt, pred = g.masks(), p.masks()
-        index, iou = match_ground_truth(pred, [i.category_id for i in p.instances], gt,
-                                        [i.category_id for i in g.instances], [i.iscrowd for i in g.instances])
+        index, iou = match_instances([i.rle for i in p.instances], [i.category_id for i in p.instances],
+                                     [i.rle for i in g.instances], [i.category_id for i in g.instances],
+                                     [i.iscrowd for i in g.instances])
         keep = np.flatnonzero(iou > 0.5)
         if len(keep):
             images.append(CorrectedImage(Path(g.path).name, lambda g=g: read_image(g.path, (g.width, g.height)),
