@@ -94,3 +94,19 @@ def test_iou_xor_area_and_polygons():
     expected_mask[2:6, 1:5] = True
     expected_mask[10:12, 10:12] = True
     assert np.array_equal(decode_rle(square), expected_mask)
+
+
+def test_encoding_from_the_box_columns_matches_pycocotools_at_the_edges():
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        h, w = rng.integers(1, 30, 2)
+        mask = rng.random((h, w)) > rng.random()
+        mask[:, : rng.integers(0, w + 1)] = False  # boxes that start, end or fill at the image edges
+        if trial % 4 == 0:
+            mask[:] = True
+        if trial % 4 == 1:
+            mask[-1, -1] = True
+        if trial % 4 == 2:
+            mask = np.asfortranarray(mask)
+        reference = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert encode_rle(mask) == {"size": [int(h), int(w)], "counts": reference["counts"].decode("ascii")}
