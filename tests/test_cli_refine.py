@@ -10,7 +10,7 @@ from pycocotools import mask as mask_utils
 
 from bpr_studio.cli import main
 from bpr_studio.core.model import build_model, save_weights
-from bpr_studio.io.dataset import encode_rle
+from bpr_studio.core.rle import encode_rle
 
 
 @pytest.fixture()

@@ -21,8 +21,8 @@ from bpr_studio.core.quality import (
     SMALL_AREA, MaskShapeError, got_worse, is_small, match_ground_truth, measure_image, measure_instance,
     measure_patches, rank_instances, worst_patches_first,
 )
-from bpr_studio.io.dataset import encode_rle
 from bpr_studio.core.figures import draw_scatter, gallery_figure, patch_rows, scatter_figure
+from bpr_studio.core.rle import encode_rle
 from bpr_studio.io.report import CSV_COLUMNS, write_figure_png, write_quality_csv
 
 H, W, PATCH = 96, 128, 32

@@ -9,8 +9,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from bpr_studio.core.rle import encode_rle
 from bpr_studio.io.coco import images_from_folder, read_coco, read_coco_results, write_coco, write_coco_results
-from bpr_studio.io.dataset import Dataset, ImageRecord, Instance, encode_rle
+from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
 from bpr_studio.io.errors import DatasetError
 
 H, W = 48, 64

@@ -273,41 +273,6 @@ def test_export_choices(tmp_path):
     assert len(omitted.images[0].instances) == 1 and len(omitted.images[1].instances) == 0
 
 
-def test_rle_crop_matches_full_decode():
-    from pycocotools import mask as mask_utils
-
-    from bpr_studio.core.boundary import mask_bbox
-    from bpr_studio.io.dataset import encode_rle
-    from bpr_studio.session.rle import rle_crop
-
-    rng = np.random.default_rng(3)
-    for trial in range(60):
-        h, w = rng.integers(1, 50, 2)
-        mask = rng.random((h, w)) > rng.random()
-        if trial % 5 == 0:
-            mask[:] = False
-        box = mask_bbox(mask)
-        compressed = encode_rle(mask)
-        uncompressed = {"size": [int(h), int(w)],
-                        "counts": [int(c) for c in _runs(np.asfortranarray(mask).ravel(order="F"))]}
-        assert np.array_equal(mask_utils.decode(mask_utils.frPyObjects(uncompressed, h, w)).astype(bool), mask)
-        for rle in (compressed, uncompressed):
-            crop = rle_crop(rle)
-            if box is None:
-                assert crop is None
-                continue
-            x0, y0, x1, y1 = box
-            assert crop[:2] == (x0, y0) and np.array_equal(crop[2], mask[y0:y1, x0:x1])
-
-
-def _runs(flat: np.ndarray) -> list[int]:
-    """Run lengths of a flat bool array, background first (COCO's uncompressed RLE)."""
-    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = np.concatenate([[0], change, [len(flat)]])
-    runs = np.diff(bounds).tolist()
-    return ([0] + runs) if flat[0] else runs
-
-
 def test_only_the_current_image_keeps_decoded_masks(tmp_path):
     session = Session(_dataset(tmp_path, n_images=2))
     assert session.images[1].instances[0].coarse.any()

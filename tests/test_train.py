@@ -10,7 +10,7 @@ from bpr_studio.core.model import load_weights
 from bpr_studio.core.patches import boundary_patches, crop_boxes
 from bpr_studio.core.simulate import simulate_instances
 from bpr_studio.core.synth import make_scene
-from bpr_studio.core.train import PatchSet, TrainConfig, image_patches, learning_rate, match_ground_truth, train
+from bpr_studio.core.train import PatchSet, TrainConfig, image_patches, learning_rate, train
 
 
 def tiny_patches(n_scenes=2, patch_size=32):
@@ -24,16 +24,6 @@ def tiny_patches(n_scenes=2, patch_size=32):
         sets.append(image_patches(image, gt, kinds, pred, [kinds[j] for j, _, _ in sim],
                                   config=RefinerConfig(patch_size=patch_size, min_size=0)))
     return PatchSet.concatenate(sets)
-
-
-def test_match_ground_truth_same_class_non_crowd():
-    a = np.zeros((1, 10, 10), bool)
-    a[0, 2:8, 2:8] = True
-    gt = np.concatenate([a, a, a])
-    index, iou = match_ground_truth(a, [1], gt, [2, 1, 1], [False, True, False])
-    assert index.tolist() == [2] and iou.tolist() == [1.0]
-    index, iou = match_ground_truth(a, [3], gt, [2, 1, 1])
-    assert index.tolist() == [-1] and iou.tolist() == [0.0]
 
 
 def test_image_patches_target_is_the_matched_ground_truth():

@@ -25,24 +25,14 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from .matching import match_instances
 from .metrics import boundary_f_score, far_boundary_pixels
+from .rle import area, bbox, compressed, decode_rle
 
 FAR_DISTANCE = 5.0  # px: a predicted boundary pixel farther than this from the true boundary is "far"
-
-
-def _rle(rle: dict) -> dict:
-    """A compressed RLE that pycocotools accepts (counts as bytes)."""
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        h, w = rle["size"]
-        return mask_utils.frPyObjects(rle, h, w)
-    if isinstance(counts, str):
-        return {"size": list(rle["size"]), "counts": counts.encode("ascii")}
-    return rle
 
 
 @dataclass
@@ -80,15 +70,15 @@ def _coco_objects(sizes, ground_truth, predictions) -> tuple[COCO, COCO | None, 
     for image_id, ((h, w), gts, preds) in enumerate(zip(sizes, ground_truth, predictions), start=1):
         images.append({"id": image_id, "height": int(h), "width": int(w)})
         for inst in gts:
-            rle = _rle(inst.rle)
+            rle = compressed(inst.rle)
             ann_id = len(anns) + 1
             gt_rles[ann_id] = rle
             cats.add(int(inst.category_id))
             anns.append({"id": ann_id, "image_id": image_id, "category_id": int(inst.category_id),
-                         "segmentation": rle, "area": float(mask_utils.area(rle)),
-                         "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": int(bool(inst.iscrowd))})
+                         "segmentation": rle, "area": float(area(rle)), "bbox": bbox(rle),
+                         "iscrowd": int(bool(inst.iscrowd))})
         for inst in preds:
-            rle = _rle(inst.rle)
+            rle = compressed(inst.rle)
             dets.append({"image_id": image_id, "category_id": int(inst.category_id), "segmentation": rle,
                          "score": float(inst.score if inst.score is not None else 1.0)})
     gt = COCO()
@@ -106,17 +96,11 @@ def best_matches(ground_truth, predictions) -> list[tuple[dict, dict | None, flo
     best same-category prediction in the same image or None, their IoU or 0)."""
     out = []
     for gts, preds in zip(ground_truth, predictions):
-        for g in gts:
-            if g.iscrowd:
-                continue
-            gt_rle = _rle(g.rle)
-            same = [_rle(p.rle) for p in preds if p.category_id == g.category_id]
-            if not same:
-                out.append((gt_rle, None, 0.0))
-                continue
-            ious = mask_utils.iou(same, [gt_rle], [0])[:, 0]
-            best = int(np.argmax(ious))
-            out.append((gt_rle, same[best], float(ious[best])))
+        gt_rles = [compressed(g.rle) for g in gts if not g.iscrowd]
+        pred_rles = [compressed(p.rle) for p in preds]
+        index, iou = match_instances(gt_rles, [g.category_id for g in gts if not g.iscrowd], pred_rles,
+                                     [p.category_id for p in preds], require_overlap=False)
+        out += [(g, pred_rles[j] if j >= 0 else None, float(v)) for g, j, v in zip(gt_rles, index, iou)]
     return out
 
 
@@ -134,10 +118,9 @@ def leak_errors(matches: list[tuple[dict, dict | None, float]],
     for gt_rle, pred_rle, _ in matches:
         if pred_rle is None:
             continue
-        gt_area = float(mask_utils.area(gt_rle))
-        errors.append((float(mask_utils.area(pred_rle)) - gt_area) / max(gt_area, 1.0))
-        n_far, n = far_boundary_pixels(mask_utils.decode(pred_rle).astype(bool),
-                                       mask_utils.decode(gt_rle).astype(bool), distance)
+        gt_area = float(area(gt_rle))
+        errors.append((float(area(pred_rle)) - gt_area) / max(gt_area, 1.0))
+        n_far, n = far_boundary_pixels(decode_rle(pred_rle), decode_rle(gt_rle), distance)
         far, total = far + n_far, total + n
     return np.asarray(errors, np.float64), far / total if total else 0.0
 
@@ -186,8 +169,7 @@ def _average_f(ev: COCOeval, gt_rles: dict, dt_rles: dict, tolerance: float) -> 
                     continue
                 key = (int(dt_id), gt_id)
                 if key not in cache:
-                    cache[key] = boundary_f_score(mask_utils.decode(dt_rles[key[0]]).astype(bool),
-                                                  mask_utils.decode(gt_rles[gt_id]).astype(bool), tolerance)
+                    cache[key] = boundary_f_score(decode_rle(dt_rles[key[0]]), decode_rle(gt_rles[gt_id]), tolerance)
                 per_threshold[t].append(cache[key])
     return float(np.mean([np.mean(v) if v else 0.0 for v in per_threshold]))
 

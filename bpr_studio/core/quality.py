@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .boundary import mask_bbox
+from .matching import match_instances
 from .metrics import boundary_f_score, mask_iou
 
 SMALL_AREA = 32 * 32
@@ -108,32 +109,17 @@ def match_ground_truth(
     gt_masks: Sequence[np.ndarray],
     gt_category_ids: Sequence[int],
     gt_iscrowd: Sequence[bool] | None = None,
-    gt_boxes: Sequence[tuple[int, int, int, int] | None] | None = None,
 ) -> tuple[int | None, float]:
     """The ground-truth instance of the same category with the highest IoU with ``mask``.
 
     mask: (H, W) bool. gt_masks: M masks (H, W) bool. gt_category_ids: (M,) int. gt_iscrowd: (M,)
-    bool or None (crowd regions never match). gt_boxes: their ``mask_bbox`` when already known.
-    Returns (index, IoU); (None, 0.0) when no
-    same-category, non-crowd ground truth overlaps the mask. MaskShapeError when a ground-truth
-    mask is not the size of ``mask``.
+    bool or None (crowd regions never match). Returns (index, IoU); (None, 0.0) when no
+    same-category, non-crowd ground truth overlaps the mask (``core.matching.match_instances``).
+    MaskShapeError when a ground-truth mask is not the size of ``mask``.
     """
     _check_shapes(mask.shape, {f"ground-truth mask {m}": g for m, g in enumerate(gt_masks)})
-    box = mask_bbox(mask)
-    best, best_iou = None, 0.0
-    if box is None:
-        return best, best_iou
-    for m, (gt, cat) in enumerate(zip(gt_masks, gt_category_ids)):
-        if cat != category_id or (gt_iscrowd is not None and gt_iscrowd[m]):
-            continue
-        gbox = gt_boxes[m] if gt_boxes is not None else mask_bbox(gt)
-        if gbox is None or not _boxes_overlap(box, gbox):
-            continue
-        win = _window(mask.shape, [box, gbox], margin=0)
-        iou = mask_iou(mask[win], gt[win])
-        if iou > best_iou:
-            best, best_iou = m, float(iou)
-    return best, best_iou
+    index, iou = match_instances([mask], [category_id], gt_masks, gt_category_ids, gt_iscrowd)
+    return (int(index[0]), float(iou[0])) if index[0] >= 0 else (None, 0.0)
 
 
 def measure_instance(
@@ -210,14 +196,16 @@ def measure_image(
     refined_masks = refined_masks if refined_masks is not None else [None] * n
     boxes = boxes if boxes is not None else [None] * n
     probs = probs if probs is not None else [None] * n
-    gt_boxes = [mask_bbox(g) for g in gt_masks] if gt_masks is not None else None
+    if gt_masks is not None:
+        for mask in coarse_masks:
+            _check_shapes(mask.shape, {f"ground-truth mask {m}": g for m, g in enumerate(gt_masks)})
+        matched, _ = match_instances(coarse_masks, category_ids, gt_masks, gt_category_ids, gt_iscrowd)
     records = []
     for j in range(n):
         gt_index, gt = None, None
-        if gt_masks is not None:
-            gt_index, _ = match_ground_truth(coarse_masks[j], category_ids[j], gt_masks, gt_category_ids, gt_iscrowd,
-                                             gt_boxes)
-            gt = gt_masks[gt_index] if gt_index is not None else None
+        if gt_masks is not None and matched[j] >= 0:
+            gt_index = int(matched[j])
+            gt = gt_masks[gt_index]
         records.append(
             measure_instance(
                 coarse_masks[j], refined_masks[j], boxes[j], probs[j], gt,
@@ -351,10 +339,6 @@ def _uncertainty(q: InstanceQuality) -> float:
 def _uncertain(p: np.ndarray) -> np.ndarray:
     lo, hi = UNCERTAIN_RANGE
     return (p >= lo) & (p <= hi)
-
-
-def _boxes_overlap(a, b) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _window(shape: tuple[int, int], boxes, margin: int) -> tuple[slice, slice]:

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from .atomic import atomic_write
 from .config import RefinerConfig, TrainConfig
+from .matching import match_instances
 from .metrics import mask_iou
 from .patches import crop_boxes, network_inputs
 from .refiner import patch_boxes
@@ -119,26 +120,6 @@ class PatchSet:
         return cls(images, coarse, target, band)
 
 
-def match_ground_truth(pred: np.ndarray, pred_categories: list[int], gt: np.ndarray, gt_categories: list[int],
-                       gt_crowd: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Best same-class, non-crowd ground truth of every prediction.
-
-    pred: (M, H, W) bool. gt: (N, H, W) bool. Returns (index (M,) int64, -1 where there is no
-    candidate; iou (M,) float64, 0 there).
-    """
-    crowd = gt_crowd or [False] * len(gt)
-    index = np.full(len(pred), -1, np.int64)
-    best = np.zeros(len(pred))
-    for i, (mask, cat) in enumerate(zip(pred, pred_categories)):
-        for j, (g, gcat) in enumerate(zip(gt, gt_categories)):
-            if gcat != cat or crowd[j]:
-                continue
-            iou = mask_iou(mask, g)
-            if iou > best[i]:
-                best[i], index[i] = iou, j
-    return index, best
-
-
 def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], pred: np.ndarray,
                   pred_categories: list[int], gt_crowd: list[bool] | None = None,
                   config: RefinerConfig | None = None, iou_thr: float = 0.5) -> PatchSet:
@@ -151,7 +132,7 @@ def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], p
     ``config.min_size``, are skipped.
     """
     config = config or RefinerConfig()
-    index, iou = match_ground_truth(pred, pred_categories, gt, gt_categories, gt_crowd)
+    index, iou = match_instances(pred, pred_categories, gt, gt_categories, gt_crowd)
     sets = []
     for mask, j, v in zip(pred, index, iou):
         if v <= iou_thr:

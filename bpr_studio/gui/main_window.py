@@ -18,11 +18,11 @@ from PyQt5.QtCore import Qt
 
 from ..core.config import RefinerConfig
 from ..core.refiner import patch_boxes
+from ..core.rle import rle_crop
 from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.export import default_export_path
 from ..session.view import ViewState
-from ..session.rle import rle_crop
 from . import icons, overlay
 from .shortcuts import SHORTCUTS, MOUSE, key, keys, start_hint
 from .canvas import Canvas

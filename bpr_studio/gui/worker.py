@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from PyQt5 import QtCore
 
-from ..io.dataset import decode_rle, encode_rle
+from ..core.rle import decode_rle, encode_rle
 from ..io.errors import DatasetError
 
 

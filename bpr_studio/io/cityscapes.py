@@ -27,8 +27,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..core.rle import encode_rle
 from .atomic import atomic_copy, atomic_write_bytes, atomic_write_json, atomic_write_text
-from .dataset import Dataset, ImageRecord, Instance, encode_rle
+from .dataset import Dataset, ImageRecord, Instance
 from .errors import DatasetError, collected
 from .images import IMAGE_SUFFIXES, image_size
 from .jsonfile import read_json

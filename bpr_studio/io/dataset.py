@@ -11,24 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """mask: (H, W) bool -> compressed COCO RLE {'size': [H, W], 'counts': str}."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    """Compressed or uncompressed COCO RLE -> (H, W) bool."""
-    if isinstance(rle.get("counts"), list):
-        h, w = rle["size"]
-        rle = mask_utils.frPyObjects(rle, h, w)
-    elif isinstance(rle.get("counts"), str):
-        rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-    return mask_utils.decode(rle).view(bool)  # 0/1 uint8 -> bool without a copy
+from ..core import rle as coco_rle
 
 
 @dataclass
@@ -50,12 +34,12 @@ class Instance:
     @classmethod
     def from_mask(cls, mask: np.ndarray, category_id: int, **kwargs) -> "Instance":
         """mask: (H, W) bool."""
-        return cls(category_id=category_id, rle=encode_rle(mask), **kwargs)
+        return cls(category_id=category_id, rle=coco_rle.encode_rle(mask), **kwargs)
 
     @property
     def mask(self) -> np.ndarray:
         """(H, W) bool, decoded from the RLE."""
-        return decode_rle(self.rle)
+        return coco_rle.decode_rle(self.rle)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -66,18 +50,12 @@ class Instance:
     @property
     def area(self) -> int:
         """Foreground pixels."""
-        return int(mask_utils.area(_compressed(self.rle)))
+        return coco_rle.area(self.rle)
 
     @property
     def bbox(self) -> list[float]:
         """COCO box [x, y, w, h] in pixels."""
-        return [float(v) for v in mask_utils.toBbox(_compressed(self.rle))]
-
-
-def _compressed(rle: dict) -> dict:
-    if isinstance(rle["counts"], str):
-        return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-    return rle
+        return coco_rle.bbox(self.rle)
 
 
 @dataclass

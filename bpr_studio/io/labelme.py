@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..core.rle import encode_rle
 from .atomic import atomic_copy, atomic_write_json
-from .dataset import Dataset, ImageRecord, Instance, encode_rle
+from .dataset import Dataset, ImageRecord, Instance
 from .errors import DatasetError, collected
 from .images import IMAGE_SUFFIXES, check_image_size, image_size
 from .jsonfile import is_int, is_number, read_json

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import shapely
 from PIL import Image, ImageDraw
-from pycocotools import mask as mask_utils
 
+from ..core.rle import compressed_text, polygons_to_rle, rle_counts
 from .errors import DatasetError
 
 
@@ -152,32 +152,7 @@ def coco_polygons_to_rle(polygons, where: str, width: int, height: int) -> dict:
         pairs = [poly[i:i + 2] for i in range(0, len(poly), 2)]
         points = check_points(pairs, f"{where}, polygon {k}", width, height)
         flat.append(points.ravel().tolist())
-    rle = mask_utils.merge(mask_utils.frPyObjects(flat, height, width))
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-
-
-def _string_counts(counts: str) -> list[int] | None:
-    """Decode a compressed RLE string into run lengths like pycocotools' rleFrString; None if malformed."""
-    runs: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x, k, more = 0, 0, True
-        while more:
-            if p >= n:
-                return None
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                return None
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        runs.append(x)
-    return runs
+    return polygons_to_rle(flat, height, width)
 
 
 def checked_rle(rle, where: str, width: int, height: int) -> dict:
@@ -200,15 +175,13 @@ def checked_rle(rle, where: str, width: int, height: int) -> dict:
             raise DatasetError(f"{where}: uncompressed RLE counts must be non-negative integers")
         runs = counts
     elif isinstance(counts, str):
-        runs = _string_counts(counts)
-        if runs is None or any(v < 0 or v >= 2**32 for v in runs):
-            raise DatasetError(f"{where}: compressed RLE counts string is malformed")
+        try:
+            runs = rle_counts(rle).tolist()
+        except ValueError:
+            raise DatasetError(f"{where}: compressed RLE counts string is malformed") from None
     else:
         raise DatasetError(f"{where}: RLE counts must be a string or a list of integers")
     if sum(runs) != height * width:
         raise DatasetError(f"{where}: RLE covers {sum(runs)} pixels, the {width}x{height} image has {height * width}")
-    if isinstance(counts, list):
-        compressed = mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
-        return {"size": [height, width], "counts": compressed["counts"].decode("ascii")}
-    return {"size": [height, width], "counts": counts}
+    return compressed_text({"size": size, "counts": counts})
 

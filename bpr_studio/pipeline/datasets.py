@@ -17,11 +17,20 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core.config import RefinerConfig
+from ..core.matching import match_instances
 from ..io.dataset import Dataset, ImageRecord, Instance
 from ..io.errors import DatasetError
 from ..io.images import read_image
 
 AP_KEYS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")
+
+
+def _match_ground_truth(predictions: ImageRecord, ground_truth: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+    """core.matching.match_instances of one image's predictions to its ground truth: per prediction,
+    (index of its best same-category non-crowd ground truth, -1 for none; IoU)."""
+    return match_instances([i.rle for i in predictions.instances], [i.category_id for i in predictions.instances],
+                           [i.rle for i in ground_truth.instances], [i.category_id for i in ground_truth.instances],
+                           [i.iscrowd for i in ground_truth.instances])
 
 
 def replace_masks(ground_truth: Dataset, predictions: Dataset,
@@ -65,13 +74,11 @@ def oracle_predictions(ground_truth: Dataset, predictions: Dataset, dist: float)
     """The boundary oracle: each prediction with its pixels within ``dist`` px of its boundary taken
     from its best same-category non-crowd ground truth (unchanged when there is none)."""
     from ..core.evaluate import oracle_mask
-    from ..core.train import match_ground_truth
 
     images = []
     for g, p in zip(ground_truth.images, predictions.images):
         pred, gt = p.masks(), g.masks()
-        index, _ = match_ground_truth(pred, [i.category_id for i in p.instances], gt,
-                                      [i.category_id for i in g.instances], [i.iscrowd for i in g.instances])
+        index, _ = _match_ground_truth(p, g)
         out = []
         for inst, mask, j in zip(p.instances, pred, index):
             if j >= 0:
@@ -179,15 +186,13 @@ def corrections_from_datasets(ground_truth: Dataset, predictions: Dataset) -> li
     """core.adapt.CorrectedImage per image: every prediction paired with its best same-class, non-crowd
     ground truth (IoU > 0.5; others are left out)."""
     from ..core.adapt import CorrectedImage
-    from ..core.train import match_ground_truth
 
     images = []
     for g, p in zip(ground_truth.images, predictions.images):
         if not p.instances or not g.instances:
             continue
         gt, pred = g.masks(), p.masks()
-        index, iou = match_ground_truth(pred, [i.category_id for i in p.instances], gt,
-                                        [i.category_id for i in g.instances], [i.iscrowd for i in g.instances])
+        index, iou = _match_ground_truth(p, g)
         keep = np.flatnonzero(iou > 0.5)
         if len(keep):
             images.append(CorrectedImage(Path(g.path).name, lambda g=g: read_image(g.path, (g.width, g.height)),

@@ -14,7 +14,7 @@ import numpy as np
 from ..core.boundary import mask_bbox
 from ..core.config import RefinerConfig
 from ..core.refiner import Refiner
-from ..io.dataset import decode_rle, encode_rle
+from ..core.rle import decode_rle, encode_rle
 from ..io.errors import DatasetError
 from ..io.images import read_image
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.boundary import mask_bbox
-from ..io.dataset import decode_rle, encode_rle
+from ..core.rle import decode_rle, encode_rle
 
 
 @dataclass(frozen=True)

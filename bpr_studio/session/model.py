@@ -15,17 +15,16 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from ..core.boundary import mask_bbox
-from ..io.dataset import Dataset, ImageRecord, Instance, decode_rle, encode_rle
+from ..core.rle import decode_rle, encode_rle, rle_crop, xor_area
+from ..io.dataset import Dataset, ImageRecord, Instance
 from ..io.errors import DatasetError
 from ..io.images import read_image
 from .events import SessionEvent, SessionEvents
 from .export import DatasetSource, ExportReport, export_dataset, files_replaced
 from .history import Change, History, MaskDiff
 from .paint import polygon_window, stroke_window
-from .rle import rle_crop
 from .store import SessionStore
 
 STATUSES = ("unreviewed", "accepted", "rejected", "edited")
@@ -107,9 +106,7 @@ class InstanceState:
             if name == "coarse":
                 self._changed = 0
             elif self._rles[name] is not None:
-                a, b = _bytes_rle(self.source.rle), _bytes_rle(self._rles[name])
-                both = mask_utils.area(mask_utils.merge([a, b], intersect=True))
-                self._changed = int(mask_utils.area(a) + mask_utils.area(b) - 2 * both)
+                self._changed = xor_area(self.source.rle, self._rles[name])
             else:
                 self._changed = _crop_xor_count(self.crop("coarse"), self.crop(name))
         return self._changed
@@ -270,12 +267,6 @@ def _whole_mask_diff(mask: np.ndarray) -> MaskDiff | None:
         return None
     x0, y0, x1, y1 = box
     return MaskDiff.from_xor(mask[y0:y1, x0:x1], (x0, y0))
-
-
-def _bytes_rle(rle: dict) -> dict:
-    if isinstance(rle["counts"], str):
-        return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-    return rle
 
 
 class ImageState:
