@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from PyQt5 import QtGui
 
+from ..session.model import crop_window
+
 
 SLOTS = 127
 """Label values 1..127 fill instance j (slot j % 127 + 1), 128..254 its outline."""
@@ -125,25 +127,11 @@ def paint_diff(labels: np.ndarray, pairs, region: tuple[int, int, int, int]) -> 
         x0, y0, x1, y1 = max(box[0], rx0), max(box[1], ry0), min(box[2], rx1), min(box[3], ry1)
         if x0 >= x1 or y0 >= y1:
             continue
-        c = window_of(coarse, (x0, y0, x1, y1))
-        r = window_of(refined, (x0, y0, x1, y1))
+        c = crop_window(coarse, (x0, y0, x1, y1))
+        r = crop_window(refined, (x0, y0, x1, y1))
         window = labels[y0:y1, x0:x1]
         window[r & ~c] = 1
         window[c & ~r] = 2
-
-
-def window_of(crop, box: tuple[int, int, int, int]) -> np.ndarray:
-    """(y1 - y0, x1 - x0) bool: a crop (x0, y0, (h, w) bool) or None seen through the image window ``box``
-    (which may reach beyond the crop, or the image)."""
-    x0, y0, x1, y1 = box
-    out = np.zeros((y1 - y0, x1 - x0), bool)
-    if crop is not None:
-        cx, cy, mask = crop
-        ix0, iy0 = max(x0, cx), max(y0, cy)
-        ix1, iy1 = min(x1, cx + mask.shape[1]), min(y1, cy + mask.shape[0])
-        if ix0 < ix1 and iy0 < iy1:
-            out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = mask[iy0 - cy:iy1 - cy, ix0 - cx:ix1 - cx]
-    return out
 
 
 def indexed_image(labels: np.ndarray, colors: list[int]) -> QtGui.QImage:
@@ -199,7 +187,7 @@ def selected_image(crop, rgb: tuple[int, int, int], window=None) -> tuple[QtGui.
         (max(x0, box[0]), max(y0, box[1]), min(x1, box[2]), min(y1, box[3]))
     if ix0 < ix1 and iy0 < iy1:
         # the 2 px edge band of a pixel depends on its 5 x 5 neighbourhood: draw with a 2 px margin
-        mask = window_of(crop, (ix0 - 2, iy0 - 2, ix1 + 2, iy1 + 2))
+        mask = crop_window(crop, (ix0 - 2, iy0 - 2, ix1 + 2, iy1 + 2))
         inner = mask.astype(np.uint8)
         inner += outline_of(mask, 2)
         inner += outline_of(mask, 1)  # 1 fill, 2 edge band, 3 boundary line

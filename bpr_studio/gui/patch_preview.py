@@ -16,6 +16,7 @@ from PyQt5 import QtCore
 
 from ..core.config import RefinerConfig
 from ..core.refiner import patch_boxes
+from ..session.model import crop_window
 from . import overlay
 
 
@@ -26,7 +27,7 @@ def mask_window(crop, shape: tuple[int, int]):
     if box is None:
         return None
     box = overlay.grow_box(box, 2, shape)
-    return box[0], box[1], overlay.window_of(crop, box)
+    return box[0], box[1], crop_window(crop, box)
 
 
 def window_patch_boxes(windows, shape: tuple[int, int], config: RefinerConfig) -> np.ndarray:

@@ -176,7 +176,7 @@ class InstanceState:
         flipped = diff.xor
         delta = None
         if self._changed is not None:
-            before = edited[y0:y1, x0:x1] ^ _crop_window(self.crop("coarse"), diff.bbox)
+            before = edited[y0:y1, x0:x1] ^ crop_window(self.crop("coarse"), diff.bbox)
             delta = int(np.count_nonzero(flipped)) - 2 * int(np.count_nonzero(flipped & before))
         old = self._crops.get("edited", False)  # False: not known yet
         edited.flags.writeable = True
@@ -207,8 +207,9 @@ def _union(a, b):
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def _crop_window(crop, box: tuple[int, int, int, int]) -> np.ndarray:
-    """(y1 - y0, x1 - x0) bool: a crop (x0, y0, (h, w) bool) or None seen through image window ``box``."""
+def crop_window(crop, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(y1 - y0, x1 - x0) bool: a crop (x0, y0, (h, w) bool) or None seen through the image window ``box``
+    (which may reach beyond the crop, or the image)."""
     x0, y0, x1, y1 = box
     out = np.zeros((y1 - y0, x1 - x0), bool)
     if crop is not None:
@@ -477,7 +478,7 @@ class Session:
         crop = inst.crop(name)
         box = _union(crop_box(crop), window)
         bx0, by0, _, _ = box
-        region = _crop_window(crop, box)
+        region = crop_window(crop, box)
         before = region[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
         after = before & ~covered if erase else before | covered
         if not np.any(before ^ after):
@@ -486,7 +487,7 @@ class Session:
         if inst.has("edited"):  # rejected with an old edit: replace the edit by the touched-up coarse mask
             old = inst.crop("edited")
             both = _union(crop_box(old), box)
-            flipped = _crop_window(old, both) ^ _crop_window((bx0, by0, region), both)
+            flipped = crop_window(old, both) ^ crop_window((bx0, by0, region), both)
             diff = MaskDiff.from_xor(flipped, both[:2])
             if diff is None:  # the old edit is the touched-up coarse mask already
                 change = Change(j, inst.status, "edited")
