@@ -345,13 +345,13 @@ def test_open_and_export_dialogs_give_the_window_its_arguments(qtbot, labelme_co
     assert np.array_equal(only.instances[0].mask, first.instances[0].final)
 
 
-def test_a_stroke_redraws_its_window_only_and_undo_restores(qtbot, voc_copy):
+def test_a_stroke_redraws_its_window_only_and_undo_restores(qtbot, labelme_copy):
     """A brush stroke drawn on the canvas changes exactly the pixels under the brush, its session event
     carries the stroke's window, the layers redrawn there look as a full redraw does, the patch
     preview follows in the background, and undo restores the mask exactly."""
     from bpr_studio.session.paint import stroke_window
 
-    window = _window(qtbot, voc_copy, SlowRefiner)
+    window = _window(qtbot, labelme_copy, SlowRefiner)
     window.resize(1000, 700)
     image = window.session.images[0]
     j = 1

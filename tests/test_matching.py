@@ -43,12 +43,12 @@ def _best_prediction(gt, gt_cats, crowd, pred, pred_cats):
     return out
 
 
-def _sample_images(voc_dir):
-    """Per image of the labelme VOC sample: (gt (N,H,W), gt categories, crowd flags, pred (M,H,W),
+def _sample_images(mini_dataset):
+    """Per image of the test fixture tests/data/mini_dataset: (gt (N,H,W), gt categories, crowd flags, pred (M,H,W),
     pred categories), with simulated predictions and the cases the rules are about: a crowd ground
     truth, a prediction of another category, an empty prediction, a prediction copying the crowd
     region, duplicated ground truth and predictions (ties)."""
-    dataset = read_coco(voc_dir / "data_dataset_coco" / "annotations.json", check_images=False)
+    dataset = read_coco(mini_dataset / "data_dataset_coco" / "annotations.json", check_images=False)
     rng = np.random.default_rng(12)
     images = []
     for k, record in enumerate(dataset.images):
@@ -65,9 +65,9 @@ def _sample_images(voc_dir):
     return images
 
 
-def test_matches_the_numpy_rules_on_the_sample(voc_dir):
+def test_matches_the_numpy_rules_on_the_sample(mini_dataset):
     checked = 0
-    for gt, gt_cats, crowd, pred, pred_cats in _sample_images(voc_dir):
+    for gt, gt_cats, crowd, pred, pred_cats in _sample_images(mini_dataset):
         index, iou = match_instances(pred, pred_cats, gt, gt_cats, crowd)
         expected = _best_ground_truth(pred, pred_cats, gt, gt_cats, crowd)
         assert index.tolist() == [j for j, _ in expected]
@@ -83,10 +83,10 @@ def test_matches_the_numpy_rules_on_the_sample(voc_dir):
     assert checked > 12
 
 
-def test_masks_and_rles_give_the_same_matches(voc_dir):
+def test_masks_and_rles_give_the_same_matches(mini_dataset):
     from bpr_studio.core.rle import encode_rle
 
-    gt, gt_cats, crowd, pred, pred_cats = _sample_images(voc_dir)[0]
+    gt, gt_cats, crowd, pred, pred_cats = _sample_images(mini_dataset)[0]
     from_masks = match_instances(pred, pred_cats, gt, gt_cats, crowd)
     from_rles = match_instances([encode_rle(m) for m in pred], pred_cats, [encode_rle(m) for m in gt], gt_cats, crowd)
     assert all(np.array_equal(a, b) for a, b in zip(from_masks, from_rles))
