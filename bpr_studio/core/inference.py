@@ -340,6 +340,7 @@ def fold_pads(body: bytes) -> bytes:
         model = onnx.load(options.optimized_model_filepath)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
     readers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
@@ -356,7 +357,8 @@ def fold_pads(body: bytes) -> bytes:
         pads = numpy_helper.to_array(inits[pad.input[1]]).tolist()  # [n0, c0, h0, w0, n1, c1, h1, w1]
         after = readers.get(pad.output[0], [])
         if (len(pads) != 8 or pads[0] or pads[1] or pads[4] or pads[5] or min(pads) < 0 or len(after) != 1
-                or after[0].op_type != "Conv" or any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET")
+                or pad.output[0] in outputs
+                or after[0].op_type != "Conv" or after[0].input[0] != pad.output[0] or any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET")
                                                      for a in after[0].attribute)):
             continue
         conv = after[0]
