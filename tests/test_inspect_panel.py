@@ -11,6 +11,7 @@ from PyQt5 import QtCore, QtWidgets
 
 from bpr_studio.gui.inspect_panel import EMPTY_TEXT, install_inspect_panel
 from bpr_studio.io.dataset import Instance
+from bpr_studio.session.events import SessionEvent, SessionEvents
 from test_inspect import make_scene
 
 
@@ -41,7 +42,7 @@ class StandInWindow(QtWidgets.QMainWindow):
 
 
 def make_session(tmp_path, scene, ground_truth=True, refined=True):
-    """A session-shaped object (images[i].instances[j], .ground_truth, .record.path) over the scene."""
+    """A session-shaped object (images[i].instances[j], .ground_truth, .record.path, .events) over the scene."""
     path = tmp_path / "scene.png"
     cv2.imwrite(str(path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
     instances = [
@@ -52,7 +53,7 @@ def make_session(tmp_path, scene, ground_truth=True, refined=True):
     gt = [Instance.from_mask(m, c) for m, c in zip(scene.gt, scene.gt_categories)] if ground_truth else None
     image = SimpleNamespace(record=SimpleNamespace(path=path), ground_truth=gt, instances=instances,
                             release=lambda: None)
-    return SimpleNamespace(images=[image], current=0)
+    return SimpleNamespace(images=[image], current=0, events=SessionEvents())
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_gallery_follows_the_window_selection(qtbot, tmp_path, scene):
     assert window.opened == []  # following the window does not move it again
 
 
-def test_refinement_signal_updates_the_figures(qtbot, tmp_path, scene):
+def test_the_session_s_refinement_event_updates_the_figures(qtbot, tmp_path, scene):
     session = make_session(tmp_path, scene, ground_truth=True, refined=False)
     window, panel = open_window(qtbot, session)
     assert panel.stack.currentIndex() == 1  # ground truth alone is something to show
@@ -137,7 +138,7 @@ def test_refinement_signal_updates_the_figures(qtbot, tmp_path, scene):
     assert panel.gallery.rows == []  # "not refined yet"
     inst = session.images[0].instances[0]
     inst.refined, inst.boxes, inst.probs = scene.refined[0], scene.boxes[0], scene.probs[0]
-    window.instanceRefined.emit(0, 0)
+    session.events.changed.emit(SessionEvent("refined", 0, 0))  # as Session.set_refined does
     qtbot.waitUntil(lambda: len(panel.scatter.points) == 1, timeout=2000)
     assert panel.records[(0, 0)].iou_change < 0
     assert len(panel.gallery.rows) == len(scene.boxes[0])

@@ -1,7 +1,7 @@
 """The Inspect dock: IoU scatter, ranked instances and the patch gallery of the selected instance.
 
-Figures come from ``core.quality`` and drawings from ``core.figures``; this module only shows them and
-turns clicks into window actions: a dot or a ranked entry -> ``window.open_instance(i, j)``, a
+The records come from ``session.inspect.InspectModel`` (Qt-free; it follows the session's refinements)
+and drawings from ``core.figures``; this module only shows them and turns clicks into window actions: a dot or a ranked entry -> ``window.open_instance(i, j)``, a
 gallery tile -> ``window.center_canvas_on(x, y)`` at the centre of its patch.
 """
 
@@ -14,10 +14,10 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from ..core.quality import (FILTERS, SORTS, InstanceQuality, match_ground_truth, measure_image, measure_instance,
-                             measure_patches, rank_instances, worst_patches_first)
-from ..io.images import read_image
 from ..core.figures import PatchRow, draw_scatter, patch_rows
+from ..core.quality import FILTERS, SORTS, InstanceQuality, measure_patches, worst_patches_first
+from ..io.images import read_image
+from ..session.inspect import InspectModel
 
 EMPTY_TEXT = (
     "Nothing to inspect yet.\n\n"
@@ -173,8 +173,8 @@ class InspectPanel(QtWidgets.QWidget):
     """Failure inspection of ``window.session``: an empty state until ground truth is loaded or an
     instance is refined, then the scatter, the ranked instances and the selected instance's patches.
 
-    ``records`` maps (image_index, instance_index) to its core.quality.InstanceQuality;
-    ``problems`` lists what could not be measured (file and reason), shown under the summary.
+    ``model`` (session.inspect.InspectModel) holds the records and the images still to measure;
+    ``records`` and ``problems`` are its.
     """
 
     SPLIT = (3, 2, 4)
@@ -183,12 +183,8 @@ class InspectPanel(QtWidgets.QWidget):
     def __init__(self, window, parent=None):
         super().__init__(parent)
         self.main_window = window
-        self.records: dict[tuple[int, int], InstanceQuality] = {}
-        self.problems: list[str] = []
+        self.model = InspectModel(on_update=self._instance_measured)
         self.selected: tuple[int, int] | None = None
-        self._gt_last: tuple[int, tuple | None] | None = None
-        self._measured_session = None
-        self._queue: list[int] = []
         self._updated: set[tuple[int, int]] = set()
         self._work_timer = QtCore.QTimer(self, interval=0)
         self._work_timer.timeout.connect(self._measure_next)
@@ -238,7 +234,6 @@ class InspectPanel(QtWidgets.QWidget):
         self.ranked.itemClicked.connect(lambda item: self.select_instance(*item.data(QtCore.Qt.UserRole)))
         self.scatter.instancePicked.connect(self.select_instance)
         self.gallery.patchClicked.connect(self.main_window.center_canvas_on)
-        self.main_window.instanceRefined.connect(self.update_instance)
         self.main_window.imageChanged.connect(self._image_changed)
         self.main_window.instanceSelected.connect(self.follow_selection)
         self.refresh()
@@ -253,116 +248,62 @@ class InspectPanel(QtWidgets.QWidget):
     # ---- data ----------------------------------------------------------------------------------
 
     @property
+    def records(self) -> dict[tuple[int, int], InstanceQuality]:
+        return self.model.records
+
+    @property
+    def problems(self) -> list[str]:
+        return self.model.problems
+
+    @property
     def pending(self) -> int:
         """Images still to be measured after the last ``refresh``."""
-        return len(self._queue)
+        return len(self.model.queue)
 
     def _session(self):
         return getattr(self.main_window, "session", None)
 
-    def _ground_truth(self, image_index: int):
-        """(masks, category ids, crowd flags) of an image's ground truth, or None without; the last
-        image's is kept decoded (a refinement run measures one image's instances in a row)."""
-        if self._gt_last is None or self._gt_last[0] != image_index:
-            gt = self._session().images[image_index].ground_truth
-            decoded = None if gt is None else ([g.mask for g in gt], [g.category_id for g in gt],
-                                               [bool(g.iscrowd) for g in gt])
-            self._gt_last = (image_index, decoded)
-        return self._gt_last[1]
-
     def refresh(self) -> None:
         """Measure every instance of the session again (after opening a dataset or loading ground
         truth): one image per event-loop turn, so the window stays responsive on large datasets."""
-        self._gt_last = None
-        self.records.clear()
-        self.problems.clear()
         self.selected = None
         self.gallery.show_message(GALLERY_HINT)
-        session = self._measured_session = self._session()
-        self._queue = list(range(len(session.images))) if session is not None else []
+        self.model.attach(self._session())
         self.redraw()
-        if self._queue:
+        if self.model.queue:
             self._work_timer.start()
 
     def _image_changed(self, image_index: int) -> None:
         """A new session shows its first image: measure it (the window has no session-changed signal)."""
-        if self._session() is not self._measured_session:
+        if self._session() is not self.model.session:
             self.refresh()
 
     def _measure_next(self) -> None:
-        """Measure the next queued image; arrays of images other than the current one are released."""
-        if not self._queue:
-            self._work_timer.stop()
-            return
-        session = self._session()
-        i = self._queue.pop(0)
-        image = session.images[i]
-        instances = image.instances
-        try:
-            gt = self._ground_truth(i)
-            found = measure_image(
-                [inst.coarse for inst in instances], [inst.category_id for inst in instances],
-                [inst.refined for inst in instances], [inst.boxes for inst in instances],
-                [inst.probs for inst in instances], *(gt if gt is not None else (None, None, None)),
-                image_index=i, image_name=Path(image.record.path).name,
-            )
-        except ValueError as exc:  # DatasetError, or masks of different sizes
-            self.problems.append(f"{Path(image.record.path).name}: {exc}")
-            found = []
-        if i != session.current:
-            image.release()
-        self.records.update(((q.image_index, q.instance_index), q) for q in found)
-        if self._queue:
-            self.summary.setText(f"measuring: {len(session.images) - len(self._queue)} of {len(session.images)} images")
+        """Measure the next queued image; redraw when none is left."""
+        if self.model.measure_next():
+            images = len(self.model.session.images)
+            self.summary.setText(f"measuring: {images - len(self.model.queue)} of {images} images")
         else:
             self._work_timer.stop()
             self.redraw()
 
-    def update_instance(self, image_index: int, instance_index: int) -> None:
-        """Measure one instance again (connected to ``window.instanceRefined``); redraws shortly after."""
-        image = self._session().images[image_index]
-        inst = image.instances[instance_index]
-        name = Path(image.record.path).name
-        try:
-            gt = self._ground_truth(image_index)
-            if gt is None:
-                gt_index, gt_mask = None, None
-            else:
-                gt_index = match_ground_truth(inst.coarse, inst.category_id, *gt)[0]
-                gt_mask = gt[0][gt_index] if gt_index is not None else None
-            self.records[(image_index, instance_index)] = measure_instance(
-                inst.coarse, inst.refined, inst.boxes, inst.probs, gt_mask,
-                image_index=image_index, instance_index=instance_index, category_id=inst.category_id,
-                image_name=name, gt_index=gt_index, has_ground_truth=gt is not None,
-            )
-        except ValueError as exc:  # DatasetError, or masks of different sizes
-            self.problems.append(f"{name} #{instance_index}: {exc}")
+    def _instance_measured(self, image_index: int, instance_index: int) -> None:
+        """The model measured a refined instance again: redraw shortly (a refinement run refines many)."""
         self._updated.add((image_index, instance_index))
         self._redraw_timer.start()
-
-    def has_content(self) -> bool:
-        """Whether any instance has ground-truth figures or a refinement to show."""
-        return any(q.iou_before is not None or q.changed_share is not None for q in self.records.values())
 
     # ---- views ---------------------------------------------------------------------------------
 
     def redraw(self) -> None:
         """Show the empty state, or redraw the scatter and the ranking (and the gallery, when the
         selected instance was measured again since the last redraw)."""
-        if not self.has_content():
+        if not self.model.has_content():
             self.empty_label.setText(EMPTY_TEXT + "".join(f"\n\n{p}" for p in self.problems[:3]))
             self.stack.setCurrentIndex(0)
             return
         self.stack.setCurrentIndex(1)
-        records = list(self.records.values())
-        self.scatter.set_records(records, self.selected)
-        worse = sum(1 for q in records if q.iou_change is not None and q.iou_change < 0)
-        measured = sum(1 for q in records if q.iou_change is not None)
-        refined = sum(1 for q in records if q.changed_share is not None)
-        text = f"{len(records)} instances, {refined} refined, {measured} with IoU change, {worse} worse"
-        if self.problems:
-            text += f"\n{len(self.problems)} not measured: {self.problems[0]}"
-        self.summary.setText(text)
+        self.scatter.set_records(list(self.records.values()), self.selected)
+        self.summary.setText(self.model.summary())
         self._fill_ranked()
         if self.selected in self._updated:
             self._show_gallery(*self.selected)
@@ -370,19 +311,11 @@ class InspectPanel(QtWidgets.QWidget):
 
     def ranking(self) -> list[InstanceQuality]:
         """The records in the order and filter chosen in the panel."""
-        return rank_instances(list(self.records.values()), self.sort_box.currentData(), self.filter_box.currentData())
+        return self.model.ranking(self.sort_box.currentData(), self.filter_box.currentData())
 
     def instance_order(self, image_index: int, sort: str = "worst_change", keep: str = "all") -> list[int]:
-        """Instance indices of one image that pass filter ``keep``, ordered by sort ``sort`` (names
-        of core.quality.SORTS, FILTERS), for the window's instance list. Instances not measured
-        (yet) pass only the "all" filter and come last, in index order."""
-        session = self._session()
-        n = len(session.images[image_index].instances) if session is not None else 0
-        ranked = [q.instance_index for q in rank_instances(
-            [self.records[(image_index, j)] for j in range(n) if (image_index, j) in self.records], sort, keep)]
-        if keep == "all":
-            ranked += [j for j in range(n) if (image_index, j) not in self.records]
-        return ranked
+        """Instance indices of one image for the window's instance list (InspectModel.instance_order)."""
+        return self.model.instance_order(image_index, sort, keep)
 
     def set_ordering(self, sort: str, keep: str) -> None:
         """Choose the sort and filter by name (core.quality.SORTS, FILTERS)."""
@@ -422,7 +355,7 @@ class InspectPanel(QtWidgets.QWidget):
             return
         gt_mask = None
         if q is not None and q.gt_index is not None:
-            gt_mask = self._ground_truth(image_index)[0][q.gt_index]
+            gt_mask = self.model.ground_truth(image_index)[0][q.gt_index]
         try:
             pixels = read_image(image.record.path, inst.coarse.shape[::-1])  # the size its masks have
             patches = worst_patches_first(measure_patches(inst.coarse, inst.refined, inst.boxes, inst.probs, gt_mask))

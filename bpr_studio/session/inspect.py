@@ -1,0 +1,137 @@
+"""Failure inspection of a Session without Qt: per-instance quality records, measured one image at a
+time, kept up to date from the session's "refined" and "patches" events, ranked and filtered (core.quality).
+
+The Inspect dock (gui/inspect_panel.py) shows this model; it drives ``measure_next`` from a timer so
+the window stays responsive, and is told of re-measured instances through ``on_update``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..core.quality import InstanceQuality, match_ground_truth, measure_image, measure_instance, rank_instances
+from .events import SessionEvent
+
+
+class InspectModel:
+    """Quality records of a session's instances.
+
+    ``records`` maps (image_index, instance_index) to core.quality.InstanceQuality; ``problems`` lists
+    what could not be measured ("file: reason"). ``on_update(image_index, instance_index)`` is called
+    after an instance was measured again because the session refined it (or re-refined a touch-up).
+    """
+
+    def __init__(self, on_update: Callable[[int, int], None] | None = None):
+        self.session = None
+        self.records: dict[tuple[int, int], InstanceQuality] = {}
+        self.problems: list[str] = []
+        self.queue: list[int] = []
+        self.on_update = on_update or (lambda i, j: None)
+        self._gt_last: tuple[int, tuple | None] | None = None
+
+    def attach(self, session) -> None:
+        """Measure ``session`` (None: nothing) from now on: forget every record, queue every image and
+        follow the session's refinements."""
+        if self.session is not None:
+            self.session.events.changed.disconnect(self._session_changed)
+        self.session = session
+        if session is not None:
+            session.events.changed.connect(self._session_changed)
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget every record and queue every image of the session again (after loading ground truth)."""
+        self._gt_last = None
+        self.records.clear()
+        self.problems.clear()
+        self.queue = list(range(len(self.session.images))) if self.session is not None else []
+
+    def _session_changed(self, event: SessionEvent) -> None:
+        # "patches": a re-refined touch-up (its mask became the edited one)
+        if event.kind in ("refined", "patches") and event.instance is not None:
+            self.remeasure(event.image, event.instance)
+            self.on_update(event.image, event.instance)
+
+    def ground_truth(self, image_index: int):
+        """(masks, category ids, crowd flags) of an image's ground truth, or None without; the last
+        image's is kept decoded (a refinement run measures one image's instances in a row)."""
+        if self._gt_last is None or self._gt_last[0] != image_index:
+            gt = self.session.images[image_index].ground_truth
+            decoded = None if gt is None else ([g.mask for g in gt], [g.category_id for g in gt],
+                                               [bool(g.iscrowd) for g in gt])
+            self._gt_last = (image_index, decoded)
+        return self._gt_last[1]
+
+    def measure_next(self) -> bool:
+        """Measure the next queued image (its arrays are released unless it is the current image);
+        returns whether images remain."""
+        if not self.queue:
+            return False
+        session = self.session
+        i = self.queue.pop(0)
+        image = session.images[i]
+        instances = image.instances
+        try:
+            gt = self.ground_truth(i)
+            found = measure_image(
+                [inst.coarse for inst in instances], [inst.category_id for inst in instances],
+                [inst.refined for inst in instances], [inst.boxes for inst in instances],
+                [inst.probs for inst in instances], *(gt if gt is not None else (None, None, None)),
+                image_index=i, image_name=Path(image.record.path).name,
+            )
+        except ValueError as exc:  # DatasetError, or masks of different sizes
+            self.problems.append(f"{Path(image.record.path).name}: {exc}")
+            found = []
+        if i != session.current:
+            image.release()
+        self.records.update(((q.image_index, q.instance_index), q) for q in found)
+        return bool(self.queue)
+
+    def remeasure(self, image_index: int, instance_index: int) -> None:
+        """Measure one instance again (after it was refined)."""
+        image = self.session.images[image_index]
+        inst = image.instances[instance_index]
+        name = Path(image.record.path).name
+        try:
+            gt = self.ground_truth(image_index)
+            gt_index, gt_mask = None, None
+            if gt is not None:
+                gt_index = match_ground_truth(inst.coarse, inst.category_id, *gt)[0]
+                gt_mask = gt[0][gt_index] if gt_index is not None else None
+            self.records[(image_index, instance_index)] = measure_instance(
+                inst.coarse, inst.refined, inst.boxes, inst.probs, gt_mask,
+                image_index=image_index, instance_index=instance_index, category_id=inst.category_id,
+                image_name=name, gt_index=gt_index, has_ground_truth=gt is not None,
+            )
+        except ValueError as exc:  # DatasetError, or masks of different sizes
+            self.problems.append(f"{name} #{instance_index}: {exc}")
+
+    def has_content(self) -> bool:
+        """Whether any instance has ground-truth figures or a refinement to show."""
+        return any(q.iou_before is not None or q.changed_share is not None for q in self.records.values())
+
+    def summary(self) -> str:
+        """One or two lines: counts of instances, refined, measured and worse; the first problem."""
+        records = list(self.records.values())
+        worse = sum(1 for q in records if q.iou_change is not None and q.iou_change < 0)
+        measured = sum(1 for q in records if q.iou_change is not None)
+        refined = sum(1 for q in records if q.changed_share is not None)
+        text = f"{len(records)} instances, {refined} refined, {measured} with IoU change, {worse} worse"
+        if self.problems:
+            text += f"\n{len(self.problems)} not measured: {self.problems[0]}"
+        return text
+
+    def ranking(self, sort: str, keep: str) -> list[InstanceQuality]:
+        """The records ordered by ``sort`` and filtered by ``keep`` (names of core.quality.SORTS, FILTERS)."""
+        return rank_instances(list(self.records.values()), sort, keep)
+
+    def instance_order(self, image_index: int, sort: str = "worst_change", keep: str = "all") -> list[int]:
+        """Instance indices of one image that pass filter ``keep``, ordered by ``sort``. Instances not
+        measured (yet) pass only the "all" filter and come last, in index order."""
+        n = len(self.session.images[image_index].instances) if self.session is not None else 0
+        ranked = [q.instance_index for q in rank_instances(
+            [self.records[(image_index, j)] for j in range(n) if (image_index, j) in self.records], sort, keep)]
+        if keep == "all":
+            ranked += [j for j in range(n) if (image_index, j) not in self.records]
+        return ranked
