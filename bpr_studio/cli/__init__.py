@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from ..core.config import DEFAULT_WEIGHTS, MODELS, PAPER_WEIGHTS, RefinerConfig
+from ..core.config import DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, PAPER_WEIGHTS, RefinerConfig
 
 # name -> one-line help; the module is bpr_studio.cli.<name>
 COMMANDS = {
@@ -43,7 +43,7 @@ REFINER_OPTIONS = {
 
 def add_weights_argument(parser: argparse.ArgumentParser, text: str = "refinement weights") -> None:
     """``--weights`` (a Path; None = the shipped default)."""
-    default, paper = MODELS["lite0"].description, MODELS["hr18s"].description
+    default, paper = MODELS[DEFAULT_MODEL].description, MODELS["hr18s"].description
     parser.add_argument("--weights", type=Path,
                         help=f"{text} (default: the shipped {DEFAULT_WEIGHTS}, {default}; the paper's model, "
                              f"{paper}, is {PAPER_WEIGHTS} beside it)")
@@ -61,11 +61,11 @@ def add_refiner_arguments(parser: argparse.ArgumentParser, fields=tuple(REFINER_
     parser.set_defaults(_refiner_fields=tuple(fields))
 
 
-def refiner_config(args: argparse.Namespace, **values) -> RefinerConfig:
+def refiner_config(args: argparse.Namespace) -> RefinerConfig:
     """The RefinerConfig of the options :func:`add_refiner_arguments` added (those not given keep the
-    dataclass defaults); ``values`` set other fields."""
+    dataclass defaults)."""
     given = {name: getattr(args, name) for name in args._refiner_fields if getattr(args, name) is not None}
-    return RefinerConfig(**given, **values)
+    return RefinerConfig(**given)
 
 
 def build_parser() -> argparse.ArgumentParser:
