@@ -22,6 +22,7 @@ from ..core.rle import rle_crop
 from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.export import default_export_path
+from ..session.model import crop_box, union_box
 from ..session.view import ViewState
 from . import icons, overlay
 from .shortcuts import SHORTCUTS, MOUSE, key, keys, start_hint
@@ -519,7 +520,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """(j, crop) of every instance's shown mask, remembering each crop's box for later partial redraws."""
         for j, inst in enumerate(self.current_image().instances):
             crop = inst.crop(self.shown_name(inst))
-            self._boxes[j] = overlay.crop_box(crop)
+            self._boxes[j] = crop_box(crop)
             yield j, crop
 
     def _color_table(self) -> list[int]:
@@ -561,7 +562,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         inst = image.instances[j]
         if window is None:
-            box = overlay.union_box(self._boxes.get(j), overlay.crop_box(inst.crop(self.shown_name(inst))))
+            box = union_box(self._boxes.get(j), crop_box(inst.crop(self.shown_name(inst))))
         else:  # outlines (1 px) of every instance there may change one pixel around the window
             box = overlay.grow_box(window, 1, image.shape)
         self._repaint_region(box, relabel=True)
@@ -597,14 +598,14 @@ class MainWindow(QtWidgets.QMainWindow):
         inst = image.instances[j]
         crop = inst.crop(self.shown_name(inst))
         frame = self._selected_frame
-        if window is not None and frame is not None and overlay.contains(frame, overlay.crop_box(crop)):
+        if window is not None and frame is not None and overlay.contains(frame, crop_box(crop)):
             x0, y0, x1, y1 = overlay.grow_box(window, 2, image.shape)  # the 2 px edge band
             part = max(x0, frame[0]), max(y0, frame[1]), min(x1, frame[2]), min(y1, frame[3])
             if part[0] < part[2] and part[1] < part[3]:
                 drawn, _ = overlay.selected_image(crop, self._color(j), part)
                 self.canvas.update_selected_overlay(drawn, part[0], part[1])
             return
-        box = overlay.crop_box(crop)
+        box = crop_box(crop)
         if box is None:
             self._set_selected_layer(None)
             return

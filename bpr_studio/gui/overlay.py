@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PyQt5 import QtGui
 
-from ..session.model import crop_window
+from ..session.model import crop_box, crop_window, union_box
 
 
 SLOTS = 127
@@ -76,22 +76,6 @@ def _outline_part(mask: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.nd
     m0, n0 = max(r0 - 1, 0), max(c0 - 1, 0)
     around = outline_of(mask[m0:min(r1 + 1, mask.shape[0]), n0:min(c1 + 1, mask.shape[1])])
     return around[r0 - m0:r1 - m0, c0 - n0:c1 - n0]  # the margin makes the 3x3 erosion exact inside
-
-
-def crop_box(crop) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of a crop (x0, y0, (h, w) bool), or None."""
-    if crop is None:
-        return None
-    x0, y0, mask = crop
-    return x0, y0, x0 + mask.shape[1], y0 + mask.shape[0]
-
-
-def union_box(*boxes) -> tuple[int, int, int, int] | None:
-    """The box around all given boxes (None entries ignored), or None."""
-    boxes = [b for b in boxes if b is not None]
-    if not boxes:
-        return None
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def grow_box(box, margin: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -16,14 +16,14 @@ from PyQt5 import QtCore
 
 from ..core.config import RefinerConfig
 from ..core.refiner import patch_boxes
-from ..session.model import crop_window
+from ..session.model import crop_box, crop_window
 from . import overlay
 
 
 def mask_window(crop, shape: tuple[int, int]):
     """(x0, y0, (h, w) bool copy) of a crop (x0, y0, (h, w) bool) with the 2-pixel margin
     ``patch_boxes`` needs, clipped to the image of ``shape`` (H, W); None for None."""
-    box = overlay.crop_box(crop)
+    box = crop_box(crop)
     if box is None:
         return None
     box = overlay.grow_box(box, 2, shape)

@@ -163,7 +163,7 @@ class InstanceState:
             self._arrays[name] = mask
         self._changed = None
 
-    def _flip(self, diff: MaskDiff) -> int:
+    def _flip(self, diff: MaskDiff) -> int | None:
         """Apply a diff to the edited mask in place. Works inside the diff's box (and, when pixels are
         removed on the edge of the mask's box, inside that box): the crop's box is kept up to date,
         never found again by a pass over the whole image.
@@ -201,10 +201,12 @@ def crop_box(crop) -> tuple[int, int, int, int] | None:
     return x0, y0, x0 + mask.shape[1], y0 + mask.shape[0]
 
 
-def _union(a, b):
-    if a is None or b is None:
-        return a if b is None else b
-    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+def union_box(*boxes) -> tuple[int, int, int, int] | None:
+    """The box around all given boxes (None entries ignored), or None."""
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def crop_window(crop, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -230,10 +232,10 @@ def _box_after_flip(mask: np.ndarray, box, window, flipped: np.ndarray):
     inside = mask[y0:y1, x0:x1]
     if box is None or not np.any(flipped & ~inside):  # nothing was removed
         added = mask_bbox(inside)
-        return _union(box, None if added is None else (x0 + added[0], y0 + added[1], x0 + added[2], y0 + added[3]))
+        return union_box(box, None if added is None else (x0 + added[0], y0 + added[1], x0 + added[2], y0 + added[3]))
     if box[0] < x0 and x1 < box[2] and box[1] < y0 and y1 < box[3]:
         return box  # the pixels on every edge of the box are untouched
-    bx0, by0, bx1, by1 = _union(box, window)
+    bx0, by0, bx1, by1 = union_box(box, window)
     found = mask_bbox(mask[by0:by1, bx0:bx1])
     return None if found is None else (bx0 + found[0], by0 + found[1], bx0 + found[2], by0 + found[3])
 
@@ -476,7 +478,7 @@ class Session:
             return True
         # the first edit: the edited mask starts empty, the diff holds the whole new mask
         crop = inst.crop(name)
-        box = _union(crop_box(crop), window)
+        box = union_box(crop_box(crop), window)
         bx0, by0, _, _ = box
         region = crop_window(crop, box)
         before = region[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
@@ -486,7 +488,7 @@ class Session:
         before[...] = after
         if inst.has("edited"):  # rejected with an old edit: replace the edit by the touched-up coarse mask
             old = inst.crop("edited")
-            both = _union(crop_box(old), box)
+            both = union_box(crop_box(old), box)
             flipped = crop_window(old, both) ^ crop_window((bx0, by0, region), both)
             diff = MaskDiff.from_xor(flipped, both[:2])
             if diff is None:  # the old edit is the touched-up coarse mask already
