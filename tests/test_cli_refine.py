@@ -145,3 +145,23 @@ def test_missing_weights_file_is_a_clear_error(dataset, capsys):
     (dataset / "w.pt").unlink()
     assert main(refine_args(dataset)) == 2
     assert "w.pt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given, expected", [([], True), (["--attached-only", "no"], False),
+                                             (["--attached-only", "YES"], True), (["--attached-only", "off"], False)])
+def test_refiner_options_fill_the_config(given, expected):
+    from bpr_studio.cli import build_parser, refiner_config
+    from bpr_studio.core.config import RefinerConfig
+
+    args = build_parser().parse_args(["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json",
+                                      "--out", "o.json", "--min-size", "0", *given])
+    assert refiner_config(args) == RefinerConfig(min_size=0, attached_only=expected)
+
+
+def test_a_bad_switch_value_is_refused(capsys):
+    from bpr_studio.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json",
+                                   "--out", "o.json", "--attached-only", "maybe"])
+    assert "expected yes or no, got 'maybe'" in capsys.readouterr().err

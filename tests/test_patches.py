@@ -8,7 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from bpr_studio.core.boundary import boundary_score_map, mask_bbox
 from bpr_studio.core.patches import (
-    _nms_equal_squares, boundary_patches, crop_boxes, network_inputs, patch_probabilities, reassemble)
+    _nms_equal_squares, boundary_patches, crop_boxes, network_inputs, patch_probabilities, reassemble,
+    undo_detached_changes)
 
 
 def brute_force_boundary(mask):
@@ -167,6 +168,36 @@ def test_reassemble_averages_overlaps_and_keeps_untouched_pixels():
     out = reassemble(coarse, boxes, probs)
     assert not out[2, 3:5].any() and out[2, 5:7].all()
     assert not coarse[2, 4]               # the input is not modified
+
+
+def test_undo_detached_changes_keeps_boundary_moves_and_drops_islands_and_holes():
+    coarse = np.zeros((40, 40), bool)
+    coarse[10:30, 10:30] = True               # a 20x20 square
+    refined = coarse.copy()
+    refined[10:30, 30:33] = True              # the right edge moved out by 3 px: touches the boundary
+    refined[10:12, 10:30] = False             # the top edge moved in by 2 px: touches the boundary
+    refined[18:21, 18:21] = False             # a hole 8 px inside: detached
+    refined[2:5, 35:38] = True                # an island 5 px outside: detached
+    out = refined.copy()
+    undo_detached_changes(coarse, out)
+    expected = coarse.copy()
+    expected[10:30, 30:33] = True
+    expected[10:12, 10:30] = False
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_reassemble_attached_only_undoes_a_speck_inside_a_patch():
+    coarse = np.zeros((32, 32), bool)
+    coarse[:, :16] = True                     # a vertical edge through the patch's centre
+    probs = coarse.astype(np.float32)[None].copy()
+    probs[0, :, 16:18] = 0.9                  # the edge moved right by 2 px
+    probs[0, 4:7, 4:7] = 0.1                  # a hole 9 px left of the edge
+    boxes = np.array([[0, 0, 32, 32]], np.int32)
+    plain = reassemble(coarse, boxes, probs)
+    attached = reassemble(coarse, boxes, probs, attached_only=True)
+    assert not plain[4:7, 4:7].any() and attached[4:7, 4:7].all()
+    assert attached[:, 16:18].all() and not attached[:, 18:].any()
+    assert reassemble(coarse, boxes, probs, out=coarse, attached_only=True)[4:7, 4:7].all()  # in place
 
 
 def test_reassemble_box_larger_than_image():

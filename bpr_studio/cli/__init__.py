@@ -29,6 +29,15 @@ COMMANDS = {
 }
 
 
+def switch(text: str) -> bool:
+    """An on/off option value: yes/no, on/off, true/false, 1/0 (any case)."""
+    value = {"yes": True, "on": True, "true": True, "1": True, "no": False, "off": False, "false": False,
+             "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+    return value
+
+
 # RefinerConfig field -> (option, type, help); defaults come from the dataclass
 REFINER_OPTIONS = {
     "patch_size": ("--patch-size", int, "boundary patch side in image pixels"),
@@ -38,6 +47,8 @@ REFINER_OPTIONS = {
     "min_size": ("--min-size", int, "keep the coarse mask of instances whose box is shorter than this on its "
                                     "longer side, in pixels (0 refines all)"),
     "batch_size": ("--batch-size", int, "patches per network forward pass"),
+    "attached_only": ("--attached-only", switch, "yes: undo the changes not connected to the coarse boundary "
+                                                 "(islands and holes opened away from it); no: keep every change"),
 }
 
 
@@ -56,8 +67,10 @@ def add_refiner_arguments(parser: argparse.ArgumentParser, fields=tuple(REFINER_
     for name in fields:
         option, kind, text = REFINER_OPTIONS[name]
         default = getattr(RefinerConfig, name)
-        shown = "the size the weights were trained at" if default is None else default
-        group.add_argument(option, dest=name, type=kind, default=None, help=f"{text} (default: {shown})")
+        shown = ("the size the weights were trained at" if default is None
+                 else ("yes" if default else "no") if isinstance(default, bool) else default)
+        group.add_argument(option, dest=name, type=kind, default=None, metavar="yes|no" if kind is switch else None,
+                           help=f"{text} (default: {shown})")
     parser.set_defaults(_refiner_fields=tuple(fields))
 
 

@@ -44,6 +44,8 @@ class RefinerConfig:
         at about image resolution, and the shipped model made most such instances worse on held-out
         data (docs/training.md). 0 refines every instance.
     model: architecture name (a key of MODELS); the Refiner takes it from the weights file.
+    attached_only: keep only the changes connected to the coarse mask's boundary; islands and holes
+        the network opens away from it are undone (core.patches.undo_detached_changes).
     """
 
     patch_size: int = 64
@@ -53,6 +55,7 @@ class RefinerConfig:
     batch_size: int = 32
     min_size: int = 96
     model: str = DEFAULT_MODEL
+    attached_only: bool = True
 
     def __post_init__(self) -> None:
         if self.patch_size < 2:

@@ -179,8 +179,8 @@ class Refiner:
             while next_instance < len(masks) and ends[next_instance] <= done:
                 i = next_instance
                 start = ends[i] - counts[i]
-                refined = RefinedInstance(i, reassemble(masks[i], boxes[i], probs[start:ends[i]]),
-                                          boxes[i], probs[start:ends[i]].copy())
+                mask = reassemble(masks[i], boxes[i], probs[start:ends[i]], attached_only=cfg.attached_only)
+                refined = RefinedInstance(i, mask, boxes[i], probs[start:ends[i]].copy())
                 results[i] = refined
                 if on_instance is not None:
                     on_instance(refined)
