@@ -242,6 +242,9 @@ def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
     window.view_controls.min_size.setValue(4096)  # larger than the photograph: every instance kept coarse
     assert window.config.min_size == 4096 and len(window.canvas.patch_items) == 0
     assert window.view_controls.patch_count.text() == "0 patches"
+    assert window.config.attached_only
+    window.view_controls.attached_only.setChecked(False)
+    assert not window.config.attached_only
 
 
 def test_review_keys_walk_through_instances_and_images(qtbot, labelme_copy):

@@ -190,7 +190,7 @@ class ViewControls(QtWidgets.QWidget):
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
 
-    def __init__(self, patch_size: int, nms_thr: float, min_size: int, parent=None):
+    def __init__(self, patch_size: int, nms_thr: float, min_size: int, attached_only: bool = True, parent=None):
         super().__init__(parent)
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox()
@@ -221,6 +221,11 @@ class ViewControls(QtWidgets.QWidget):
         self.min_size.setValue(min_size)
         self.min_size.setToolTip("instances whose box is shorter than this on its longer side keep their coarse mask "
                                  "(the shipped model makes most small instances worse); 0 refines all")
+        self.attached_only = QtWidgets.QCheckBox("only at the boundary")
+        self.attached_only.setChecked(attached_only)
+        self.attached_only.setToolTip("on: refinement keeps only the changes connected to the coarse mask's boundary "
+                                      "(islands and holes it opens away from it are undone); off: the network's "
+                                      "mask as it is. Applies to the next refinement")
         self.patch_count = QtWidgets.QLabel("")
         form.addRow(label("Masks", "cycle_masks"), self.mode)
         form.addRow(label("Diff", "diff"), self.diff)
@@ -231,6 +236,7 @@ class ViewControls(QtWidgets.QWidget):
         form.addRow("Patch size (px)", self.patch_size)
         form.addRow("NMS threshold", self.nms_thr)
         form.addRow("Min size (px)", self.min_size)
+        form.addRow("Changes", self.attached_only)
         form.addRow("", self.patch_count)
         for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr,
                        self.min_size):
@@ -238,8 +244,8 @@ class ViewControls(QtWidgets.QWidget):
         for combo in (self.mode, self.color_by, self.patches):  # a narrow panel leaves the canvas the room
             combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(11)
-        self.diff.setFocusPolicy(Qt.NoFocus)
-        self.ground_truth.setFocusPolicy(Qt.NoFocus)
+        for box in (self.diff, self.ground_truth, self.attached_only):
+            box.setFocusPolicy(Qt.NoFocus)
         self.mode.currentTextChanged.connect(self.changed)
         self.diff.toggled.connect(self.changed)
         self.color_by.currentTextChanged.connect(self.changed)
@@ -247,3 +253,4 @@ class ViewControls(QtWidgets.QWidget):
         self.patch_size.valueChanged.connect(self.patchesChanged)
         self.nms_thr.valueChanged.connect(self.patchesChanged)
         self.min_size.valueChanged.connect(self.patchesChanged)
+        self.attached_only.toggled.connect(self.patchesChanged)  # the settings are read together
