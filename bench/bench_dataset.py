@@ -94,15 +94,17 @@ def speed_table(tmp: Path, args: argparse.Namespace) -> None:
             ray.shutdown()
         data = out.read_bytes()
         reference = reference or data
-        rows.append((name, len(job.tasks) / seconds, summary.patches / seconds, summary.first_result_s,
+        steady = (len(job.tasks) - 1) / max(seconds - summary.first_result_s, 1e-9)
+        rows.append((name, len(job.tasks) / seconds, summary.patches / seconds, summary.first_result_s, steady,
                      data == reference, len(summary.failed)))
         print(f"  {name}: {seconds:.1f} s", flush=True)
     base_name, base = next(((r[0], r[1]) for r in rows if r[0] == "serial"), rows[0][:2])
     print(f"\n{summary.patches} patches\n")
-    print(f"| engine | images/s | patches/s | vs {base_name} | first result | same file as {rows[0][0]} |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, ips, pps, first, same, failed in rows:
-        print(f"| {name} | {ips:.2f} | {pps:.1f} | {ips / base:.2f}x | {first:.1f} s | "
+    print(f"| engine | images/s | patches/s | vs {base_name} | first result | images/s after it | "
+          f"same file as {rows[0][0]} |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name, ips, pps, first, steady, same, failed in rows:
+        print(f"| {name} | {ips:.2f} | {pps:.1f} | {ips / base:.2f}x | {first:.1f} s | {steady:.2f} | "
               f"{'yes' if same else 'NO'}{f' ({failed} failed)' if failed else ''} |")
 
 
