@@ -8,9 +8,10 @@ Run from the repository root (Ray from the ``ray`` extra; without it the Ray row
 Data: the first ``--images`` photographs of shared/data/coco_mval (about 640 px on the long side)
 with simulated Mask R-CNN coarse masks (``bpr-studio simulate``), the default weights and the
 default RefinerConfig (the weights' input size, NMS 0.25, min size 96). Each engine refines the whole set in this
-process (model loading and ONNX export included, as a user's run has them); the table gives images/s,
-patches/s, the ratio to serial, the time to the first finished image, and whether the output file is
-byte-identical to the serial run's. Peak RSS: ``bpr-studio refine`` (pipelined) on 50 and on 200
+process (model loading and ONNX export included, as a user's run has them; for Ray the actors'
+start, not ``ray.init``); the table gives images/s, patches/s, the ratio to serial, the time to the
+first finished image, images/s after it (the rate once an engine is up), and whether the output
+file is byte-identical to the serial run's. Peak RSS: ``bpr-studio refine`` (pipelined) on 50 and on 200
 images, each in its own process.
 """
 
