@@ -103,8 +103,8 @@ def run_ray(tasks: Iterable[ImageTask], settings: RefinerSettings, workers: int 
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         data = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / block_size(len(items), workers)))
         # batch_size None: one call per block (Ray Data sends each actor its next block while it works)
-        data = data.map_batches(RayRefiner, fn_constructor_kwargs={"settings": settings, "threads": threads}, batch_size=None,
-                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+        data = data.map_batches(RayRefiner, fn_constructor_kwargs={"settings": settings, "threads": threads},
+                                batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
                                 num_gpus=1 if gpus else 0, num_cpus=threads or 0)
         for row in data.iter_rows():
             yield ImageResult(**json.loads(row["result"]))
