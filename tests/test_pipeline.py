@@ -4,6 +4,7 @@ resume after an interruption at any point, failures reported by image, bounded r
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,6 +69,24 @@ def test_ray_writes_the_serial_file(job, settings, serial_file, tmp_path):
         assert out.read_bytes() == serial_file
     finally:
         ray.shutdown()
+
+
+def test_a_ray_actor_refines_a_block_of_images_like_serial(job, settings):
+    """The actor's call without Ray: a block of every image, pipelined, one result row each."""
+    from bpr_studio.pipeline.ray_engine import RayRefiner
+
+    batch = {"task": np.array([json.dumps(dataclasses.asdict(t)) for t in job.tasks], dtype=object)}
+    rows = [json.loads(b["result"][0]) for b in RayRefiner(settings)(batch)]
+    serial = [r.to_dict() for r in local.run_serial(job.tasks, settings.build())]
+    assert sorted(rows, key=lambda r: r["index"]) == serial
+
+
+def test_ray_blocks_hold_a_few_images():
+    from bpr_studio.pipeline.ray_engine import block_size
+
+    assert block_size(3, 2) == 1
+    assert block_size(50, 2) == 7  # 8 blocks: 4 an actor
+    assert block_size(100_000, 8) == 16
 
 
 class Interrupt(BaseException):

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(pip install 'bpr-studio[ray]')")
     parser.add_argument("--workers", type=int, default=None,
                         help="refiners side by side (pipelined: default one per GPU, on the CPU 2 sharing "
-                             "its threads; ray: actors, default one per GPU, else one per CPU)")
+                             "its threads; ray: actors, default one per GPU, else one per CPU; CPU actors "
+                             "split the cores)")
     parser.add_argument("--ray-address", default=None,
                         help="join this Ray cluster (HOST:PORT or 'auto', after `ray start`); default: a local Ray")
     parser.add_argument("--resume", action="store_true",

@@ -1,8 +1,10 @@
 """The Ray engine: Ray Data ``map_batches`` over the tasks with an actor pool, one Refiner per actor.
 
 Each actor loads its Refiner once and reads its images by path: only task descriptions (paths and
-coarse RLE masks) and refined RLE masks travel through the driver. Actors take one GPU each when the
-cluster has GPUs, else one CPU each. Without an address a local Ray is started for the run (and
+coarse RLE masks) and refined RLE masks travel through the driver, in blocks of a few images (one
+actor call each); within a block the actor decodes the next image while the network refines the
+current one. Actors take one GPU each when the cluster has GPUs, else an equal share of its CPUs
+(as many torch and ONNX Runtime threads). Without an address a local Ray is started for the run (and
 shut down after); with one, the run joins that cluster (``ray start --head`` on the first machine,
 ``ray start --address HEAD:6379`` on the others; every machine needs bpr-studio installed and the
 images at the same path).
@@ -13,35 +15,42 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import torch
 
-from ..core.config import RefinerConfig
-from .work import ImageResult, ImageTask, RefinerSettings, refine_task
+from .local import run_pipelined
+from .work import ImageResult, ImageTask, RefinerSettings
 
 
 class RayRefiner:
-    """The callable class of ``map_batches``: one Refiner per actor, built once; a batch is a dict of
-    numpy arrays with a ``task`` column of JSON strings, the answer a ``result`` column of JSON strings."""
+    """The callable class of ``map_batches``: one Refiner per actor, built once. A batch is a dict of
+    numpy arrays with a ``task`` column of JSON strings; each image's result is yielded as it
+    finishes, a one-row batch with a ``result`` column of JSON strings. Within a batch the next
+    images are decoded while the network refines the current one (:func:`run_pipelined` with this
+    actor's refiner)."""
 
-    def __init__(self, settings: dict):
-        import torch
-
-        config = RefinerConfig(**settings["config"])
-        threads = settings.get("threads")
+    def __init__(self, settings: RefinerSettings, threads: int | None = None):
+        """threads: torch and ONNX Runtime threads of this actor (None: torch's default)."""
         if threads:
             torch.set_num_threads(threads)
-        self.refiner = RefinerSettings(config, settings["weights"], settings["device"], settings["fast"]).build()
+        self.refiner = settings.build()
 
-    def __call__(self, batch: dict) -> dict:
-        out = []
-        for text in batch["task"]:
-            result = refine_task(self.refiner, ImageTask(**json.loads(text)))
-            out.append(json.dumps(result.to_dict(), separators=(",", ":")))
-        return {"result": np.array(out, dtype=object)}
+    def __call__(self, batch: dict) -> Iterator[dict]:
+        tasks = [ImageTask(**json.loads(text)) for text in batch["task"]]
+        for result in run_pipelined(tasks, [self.refiner], readers=1):
+            yield {"result": np.array([json.dumps(result.to_dict(), separators=(",", ":"))], dtype=object)}
+
+
+def block_size(tasks: int, workers: int) -> int:
+    """Images per Ray Data block (one actor call, one Ray task): several, as each task costs Ray Data
+    some milliseconds, but about four blocks per actor and at most 16 images, so that the last
+    blocks (the run's tail, when some actors are done) are short."""
+    return max(1, min(16, math.ceil(tasks / (4 * workers))))
 
 
 def package_root() -> str:
@@ -83,20 +92,20 @@ def run_ray(tasks: Iterable[ImageTask], settings: RefinerSettings, workers: int 
     try:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        workers = workers or gpus or max(1, int(resources.get("CPU", 1)))
+        cpus = max(1, int(resources.get("CPU", 1)))
+        workers = workers or gpus or cpus
+        threads = None if gpus else max(1, cpus // workers)  # CPU actors split the cluster's cores
         items = [{"task": json.dumps(dataclasses.asdict(t), separators=(",", ":"))} for t in tasks]
         if not items:
             return
-        config = dataclasses.asdict(settings.config)
-        actor_settings = {"config": config, "weights": settings.weights, "device": settings.device,
-                          "fast": settings.fast, "threads": None if gpus else 1}
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the CLI draws its own
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        data = ray.data.from_items(items, override_num_blocks=len(items))  # one image per block: even load
-        data = data.map_batches(RayRefiner, fn_constructor_kwargs={"settings": actor_settings}, batch_size=1,
-                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-                                num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)
+        data = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / block_size(len(items), workers)))
+        # batch_size None: one call per block (Ray Data sends each actor its next block while it works)
+        data = data.map_batches(RayRefiner, fn_constructor_kwargs={"settings": settings, "threads": threads},
+                                batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+                                num_gpus=1 if gpus else 0, num_cpus=threads or 0)
         for row in data.iter_rows():
             yield ImageResult(**json.loads(row["result"]))
     finally:
