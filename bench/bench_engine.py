@@ -255,7 +255,8 @@ def stage_times(refiner, image, masks) -> dict:
                 torch.softmax(logits.float(), dim=1)[:, 1], cfg.patch_size, cfg.padding)))
     probs = np.concatenate(probs)
     ends = np.cumsum([len(b) for b in boxes])
-    timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e]) for m, b, e in zip(masks, boxes, ends)])
+    timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e], attached_only=cfg.attached_only)
+                                 for m, b, e in zip(masks, boxes, ends)])
     return spent
 
 
