@@ -147,6 +147,15 @@ def test_missing_weights_file_is_a_clear_error(dataset, capsys):
     assert "w.pt" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("engine", ["serial", "ray"])
+def test_corrupt_weights_file_is_one_line_before_any_engine_starts(dataset, capsys, engine):
+    (dataset / "w.pt").write_bytes(b"not a weights file")
+    assert main(refine_args(dataset) + ["--engine", engine]) == 2
+    err = capsys.readouterr().err
+    assert "w.pt: not a BPR Studio weights file" in err and "Traceback" not in err
+    assert "refining on Ray" not in err  # the Ray engine never started
+
+
 @pytest.mark.parametrize("given, expected", [([], True), (["--attached-only", "no"], False),
                                              (["--attached-only", "YES"], True), (["--attached-only", "off"], False)])
 def test_refiner_options_fill_the_config(given, expected):

@@ -67,6 +67,11 @@ def test_ray_writes_the_serial_file(job, settings, serial_file, tmp_path):
         summary = run(job, settings, out, engine="ray", workers=2)
         assert not summary.failed
         assert out.read_bytes() == serial_file
+        # an actor that cannot build its refiner: one line naming the cause, not Ray's tracebacks
+        bad = dataclasses.replace(settings, device="xpu")
+        with pytest.raises(ValueError, match=r"^a Ray actor died: DeviceError: device 'xpu' is not supported"):
+            run(job, bad, tmp_path / "bad.json", engine="ray", workers=1)
+        assert not (tmp_path / "bad.json").exists()
     finally:
         ray.shutdown()
 

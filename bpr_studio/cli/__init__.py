@@ -56,8 +56,8 @@ def add_weights_argument(parser: argparse.ArgumentParser, text: str = "refinemen
     """``--weights`` (a Path; None = the shipped default)."""
     default, paper = MODELS[DEFAULT_MODEL].description, MODELS["hr18s"].description
     parser.add_argument("--weights", type=Path,
-                        help=f"{text} (default: the shipped {DEFAULT_WEIGHTS}, {default}; the paper's model, "
-                             f"{paper}, is {PAPER_WEIGHTS} beside it)")
+                        help=f"{text} (default: the shipped {DEFAULT_WEIGHTS}, {default}; {PAPER_WEIGHTS} "
+                             f"beside it is {paper})")
 
 
 def add_refiner_arguments(parser: argparse.ArgumentParser, fields=tuple(REFINER_OPTIONS)) -> None:

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..core.model import load_weights
+    from ..core.refiner import pick_device
     from ..io.atomic import check_output_path
     from ..pipeline.job import problem_lines, read_job
     from ..pipeline.refine import fingerprint, refine_dataset
@@ -52,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
     settings = RefinerSettings(config, weights, args.device)
     if args.engine != "ray":
         settings.build()  # a bad weights file or device fails here, before any reading
-    elif weights and not Path(weights).is_file():
-        raise ValueError(f"{args.weights}: weights file not found")
+    else:  # the actors build their own refiners; a bad file (or device, on a local Ray) fails here, in one line
+        if weights:
+            load_weights(weights)
+        if not args.ray_address:
+            pick_device(settings.device)
     job = read_job(args.images, args.predictions, args.annotations)
     prints = fingerprint(args.images, args.predictions, args.annotations, settings)
 

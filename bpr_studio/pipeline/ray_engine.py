@@ -53,6 +53,16 @@ def block_size(tasks: int, workers: int) -> int:
     return max(1, min(16, math.ceil(tasks / (4 * workers))))
 
 
+def last_error_line(exc: BaseException) -> str:
+    """The exception at the end of a Ray error's text without its module path, e.g. "DeviceError: CUDA
+    is not available on this machine (found: CPU)" for an actor whose refiner could not be built."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    name, sep, message = lines[-1].partition(": ")
+    return f"{name.rsplit('.', 1)[-1]}{sep}{message}" if sep and " " not in name else lines[-1]
+
+
 def package_root() -> str:
     """The folder that holds this bpr_studio package (put on the local workers' PYTHONPATH, so they
     import the same code as the driver)."""
@@ -106,8 +116,11 @@ def run_ray(tasks: Iterable[ImageTask], settings: RefinerSettings, workers: int 
         data = data.map_batches(RayRefiner, fn_constructor_kwargs={"settings": settings, "threads": threads},
                                 batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
                                 num_gpus=1 if gpus else 0, num_cpus=threads or 0)
-        for row in data.iter_rows():
-            yield ImageResult(**json.loads(row["result"]))
+        try:
+            for row in data.iter_rows():
+                yield ImageResult(**json.loads(row["result"]))
+        except ray.exceptions.ActorDiedError as exc:  # Ray's text is a page of tracebacks; its last line says why
+            raise ValueError(f"a Ray actor died: {last_error_line(exc)}") from None
     finally:
         if started:
             ray.shutdown()
