@@ -3,6 +3,7 @@ resume after an interruption at any point, failures reported by image, bounded r
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -84,6 +85,35 @@ def test_a_ray_actor_refines_a_block_of_images_like_serial(job, settings):
     rows = [json.loads(b["result"][0]) for b in RayRefiner(settings)(batch)]
     serial = [r.to_dict() for r in local.run_serial(job.tasks, settings.build())]
     assert sorted(rows, key=lambda r: r["index"]) == serial
+
+
+@pytest.mark.parametrize("found, expected", [("same", True), ("other", False), ("", False), (OSError, False)])
+def test_local_ray_workers_get_the_package_path_only_when_they_need_it(monkeypatch, tmp_path, found, expected):
+    """A runtime_env costs Ray its prestarted workers: set only when a fresh interpreter would not
+    import this package (another bpr_studio, none, or the check failed)."""
+    ray = pytest.importorskip("ray")
+    import subprocess
+    from pathlib import Path
+
+    from bpr_studio.pipeline import ray_engine
+
+    origin = {"same": str(Path(ray_engine.__file__).parents[1] / "__init__.py"),
+              "other": str(tmp_path / "bpr_studio" / "__init__.py"), "": ""}.get(found)
+
+    def fake_run(*args, **kwargs):
+        if found is OSError:
+            raise OSError("no interpreter")
+        return subprocess.CompletedProcess(args, 0, stdout=origin + "\n", stderr="")
+
+    monkeypatch.setattr(ray_engine.subprocess, "run", fake_run)
+    assert ray_engine.workers_import_this_package() is expected
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    ray_engine.init_local_ray(num_cpus=2)
+    env = calls[0].get("runtime_env")
+    assert (env is None) is expected
+    if env is not None:
+        assert env["env_vars"]["PYTHONPATH"].split(os.pathsep)[0] == ray_engine.package_root()
 
 
 def test_ray_blocks_hold_a_few_images():
