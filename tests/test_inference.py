@@ -244,6 +244,20 @@ def test_int8_agrees_with_eager_and_is_cached(tiny, tmp_path, monkeypatch):
     assert torch.equal(again(x), out) and again.build_seconds[(16, 16)][0] == "cache"
 
 
+@pytest.mark.parametrize("batch", [1, 2, 5])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_split_the_batch_over_two_sessions_without_changing_it(tiny, tmp_path, batch, threads):
+    """threads > 1: two sessions sharing the threads, each on a part of the batch (3 + 2 of 5; a batch
+    of one on one session); the logits are those of one session over the whole batch."""
+    pytest.importorskip("onnxruntime.quantization")
+    x = _toy_batch(batch, 16)
+    one = FastInference(tiny, 16, calibration=_calibration, cache=tmp_path, threads=1)
+    split = FastInference(tiny, 16, calibration=_calibration, cache=tmp_path, threads=threads)
+    assert split.mode == one.mode == "onnxruntime-int8"
+    assert torch.equal(split(x), one(x))
+    assert len(split._sessions[(16, 16)]) == 2 and len(one._sessions[(16, 16)]) == 1
+
+
 def test_int8_failure_falls_back_to_float32(tiny, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime.quantization")
     import onnxruntime.quantization

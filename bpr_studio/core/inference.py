@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -144,7 +145,10 @@ class FastInference:
         else "channels_last" (with one logged warning); on CUDA "autocast-fp16"; elsewhere "eager".
     calibration: size -> (N, C, size, size) float32 representative network inputs (int8 only).
     cache: folder of exported graphs; None disables the disk cache; default :func:`cache_folder`.
-    threads: ONNX Runtime intra-op threads; default ``torch.get_num_threads()``.
+    threads: CPU threads for ONNX Runtime; default ``torch.get_num_threads()``. With more than one,
+        each call's batch is split into two near-equal parts run side by side by two sessions that
+        share the threads: on 2 cores this measured faster than one session with 2 intra-op threads,
+        which wait for each other at every operator (docs/engine_bench.md).
 
     Call with x (B, C, S, S) float32 (any device); returns logits (B, K, S, S) float32 on the
     model's device (CPU for ONNX Runtime). ``mode`` says what runs; it falls back to
@@ -170,7 +174,8 @@ class FastInference:
         if mode == "onnxruntime-int8" and calibration is None:
             raise ValueError("inference mode 'onnxruntime-int8' needs calibration inputs")
         self._set_mode(mode)
-        self._sessions: dict[tuple[int, int], object] = {}
+        self._sessions: dict[tuple[int, int], list] = {}  # size -> the sessions that share a batch
+        self._pool: ThreadPoolExecutor | None = None
         self._digest: str | None = None
         self.build_seconds: dict[tuple[int, int], tuple[str, float]] = {}  # size -> (how, seconds)
 
@@ -194,10 +199,9 @@ class FastInference:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode.startswith("onnxruntime"):
-            session = self._session_or_fallback(tuple(x.shape[-2:]))
-            if session is not None:
-                arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-                return torch.from_numpy(session.run(None, {"x": arr})[0])
+            sessions = self._session_or_fallback(tuple(x.shape[-2:]))
+            if sessions is not None:
+                return torch.from_numpy(self._run(sessions, x.detach().to("cpu", torch.float32).contiguous().numpy()))
         x = x.to(self.device, torch.float32)
         with torch.no_grad():  # not inference_mode: callers may still edit the logits in place
             if self.mode == "autocast-fp16":
@@ -207,8 +211,17 @@ class FastInference:
                 return self.model(x.contiguous(memory_format=torch.channels_last)).contiguous()
             return self.model(x)
 
-    def _session_or_fallback(self, size: tuple[int, int]):
-        """The ONNX Runtime session for ``size``; on failure, switch mode and return None (int8 -> fp32)."""
+    def _run(self, sessions: list, x: np.ndarray) -> np.ndarray:
+        """Logits of x (B, C, S, S): each session takes a near-equal part of the batch, side by side."""
+        parts = np.array_split(x, min(len(sessions), len(x)))
+        if len(parts) == 1:
+            return sessions[0].run(None, {"x": x})[0]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="bpr-onnxruntime")
+        return np.concatenate(list(self._pool.map(lambda s, part: s.run(None, {"x": part})[0], sessions, parts)))
+
+    def _session_or_fallback(self, size: tuple[int, int]) -> list | None:
+        """The ONNX Runtime sessions for ``size``; on failure, switch mode and return None (int8 -> fp32)."""
         if size in self._sessions:
             return self._sessions[size]
         try:
@@ -239,8 +252,9 @@ class FastInference:
                 f"-torch{torch.__version__.split('+')[0]}.onnx")
         return self.cache / "onnx" / name
 
-    def _session(self, size: tuple[int, int]):
-        """Load the graph for ``size`` from the cache, else export (and quantise) it and cache it."""
+    def _session(self, size: tuple[int, int]) -> list:
+        """Load the graph for ``size`` from the cache, else export (and quantise) it and cache it; returns
+        one session of it, or two that share ``threads`` (1 + 1 on 2 cores, 2 + 1 on 3)."""
         import time
 
         import onnxruntime as ort
@@ -259,17 +273,20 @@ class FastInference:
                 how = "export+int8"
             if path is not None:
                 write_cache_entry(path, body)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        # no busy-waiting between ops: on a core shared with other programs (the window, a browser)
-        # spinning threads measured 1.35x slower on 2 threads (docs/engine_bench.md)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: no notices about unused initialisers on stderr
-        session = ort.InferenceSession(body, options, providers=["CPUExecutionProvider"])
+        shares = [self.threads] if self.threads == 1 else [self.threads - self.threads // 2, self.threads // 2]
+        sessions = []
+        for threads in shares:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            # no busy-waiting between ops: on a core shared with other programs (the window, a browser)
+            # spinning threads measured 1.35x slower on 2 threads (docs/engine_bench.md)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3  # errors only: no notices about unused initialisers on stderr
+            sessions.append(ort.InferenceSession(body, options, providers=["CPUExecutionProvider"]))
         self.build_seconds[size] = (how, time.perf_counter() - start)
-        return session
+        return sessions
 
     def _export(self, size: tuple[int, int]) -> bytes:
         """ONNX bytes of the float32 model for (B, C, *size) inputs, batch size free."""
