@@ -244,11 +244,11 @@ def test_int8_agrees_with_eager_and_is_cached(tiny, tmp_path, monkeypatch):
     assert torch.equal(again(x), out) and again.build_seconds[(16, 16)][0] == "cache"
 
 
-@pytest.mark.parametrize("batch", [1, 2, 5])
+@pytest.mark.parametrize("batch", [0, 1, 2, 5])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threads_split_the_batch_over_two_sessions_without_changing_it(tiny, tmp_path, batch, threads):
-    """threads > 1: two sessions sharing the threads, each on a part of the batch (3 + 2 of 5; a batch
-    of one on one session); the logits are those of one session over the whole batch."""
+    """threads > 1: two sessions sharing the threads, each on a part of the batch (3 + 2 of 5; an empty
+    batch or one of one on one session); the logits are those of one session over the whole batch."""
     pytest.importorskip("onnxruntime.quantization")
     x = _toy_batch(batch, 16)
     one = FastInference(tiny, 16, calibration=_calibration, cache=tmp_path, threads=1)

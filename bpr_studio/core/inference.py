@@ -213,9 +213,9 @@ class FastInference:
 
     def _run(self, sessions: list, x: np.ndarray) -> np.ndarray:
         """Logits of x (B, C, S, S): each session takes a near-equal part of the batch, side by side."""
-        parts = np.array_split(x, min(len(sessions), len(x)))
-        if len(parts) == 1:
+        if len(sessions) == 1 or len(x) < 2:
             return sessions[0].run(None, {"x": x})[0]
+        parts = np.array_split(x, len(sessions))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="bpr-onnxruntime")
         return np.concatenate(list(self._pool.map(lambda s, part: s.run(None, {"x": part})[0], sessions, parts)))
