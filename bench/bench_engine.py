@@ -51,6 +51,9 @@ from bpr_studio.core.inference import fast_inference  # noqa: E402
 from bpr_studio.core.model import build_model, load_weights  # noqa: E402
 
 HEIGHT, WIDTH = 1024, 2048
+# Pause before each timed end-to-end call: torch's OpenMP threads busy-wait for some milliseconds after
+# each parallel operation, so a fast-path run timed right after a plain one would lose a core to them.
+SETTLE_S = 0.05
 
 
 def synthetic_scene(n_instances: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -84,18 +87,19 @@ def patch_probabilities_like_a_network(mask_crops: np.ndarray, seed: int = 0) ->
     return np.clip(probs + rng.normal(0, 0.1, probs.shape).astype(np.float32), 0, 1)
 
 
-def median_seconds(fns: list, repeats: int) -> list[tuple[float, float]]:
+def median_seconds(fns: list, repeats: int, settle: float = 0.0) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of each ``fn()``, medians over ``repeats`` rounds after one warm-up call each.
 
     The functions take turns within every round, so on a shared, noisy machine they see the same
     load and their ratios stay meaningful; the CPU time (this process) leaves out the waits for a
-    core that other programs hold.
+    core that other programs hold. settle: seconds to sleep before each timed call (see SETTLE_S).
     """
     for fn in fns:
         fn()
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, spent in zip(fns, times):
+            time.sleep(settle)
             wall, cpu = time.perf_counter(), time.process_time()
             fn()
             spent.append((time.perf_counter() - wall, time.process_time() - cpu))
@@ -233,6 +237,7 @@ def print_network(rows: list[dict], n_patches: int, batch: int) -> None:
 def stage_times(refiner, image, masks) -> dict:
     """Seconds per stage of one ``refiner.refine`` done step by step (same calls, same order)."""
     cfg, spent = refiner.config, {}
+    time.sleep(SETTLE_S)
 
     def timed(key, fn):
         start = time.perf_counter()
@@ -252,7 +257,7 @@ def stage_times(refiner, image, masks) -> dict:
         with torch.inference_mode():
             logits = timed("network", lambda: refiner._forward(x))
             probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(
-                torch.softmax(logits.float(), dim=1)[:, 1], cfg.patch_size, cfg.padding)))
+                ours.foreground_probability(logits), cfg.patch_size, cfg.padding)))
     probs = np.concatenate(probs)
     ends = np.cumsum([len(b) for b in boxes])
     timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e], attached_only=cfg.attached_only)
@@ -273,12 +278,13 @@ def bench_end_to_end(image, masks, args) -> dict:
     changed = sum(int((p != m).sum()) for p, m in zip(plain_out, masks))
     differ = sum(int((p != f).sum()) for p, f in zip(plain_out, fast_out))
     (plain_s, _), (fast_s, _) = median_seconds([lambda: plain.refine(image, masks), lambda: fast.refine(image, masks)],
-                                               args.repeats)
+                                               args.repeats, settle=SETTLE_S)
     one_plain, one_fast, counts = [], [], []
     for i in range(len(masks)):  # re-refine one instance (an edit in the window)
         one = masks[i:i + 1]
         counts.append(len(fast.patches(one[0])))
         for refiner, spent in ((plain, one_plain), (fast, one_fast)):
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             refiner.refine(image, one)
             spent.append(time.perf_counter() - start)

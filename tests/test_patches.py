@@ -8,8 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from bpr_studio.core.boundary import boundary_score_map, mask_bbox
 from bpr_studio.core.patches import (
-    _nms_equal_squares, boundary_patches, crop_boxes, network_inputs, patch_probabilities, reassemble,
-    undo_detached_changes)
+    _nms_equal_squares, boundary_patches, crop_boxes, foreground_probability, network_inputs, patch_probabilities,
+    reassemble, undo_detached_changes)
 
 
 def brute_force_boundary(mask):
@@ -142,6 +142,26 @@ def test_network_inputs_normalise_and_map_mask():
     assert x[:, :3].abs().max() < 0.02
     assert set(x[:, 3].unique().tolist()) == {-1.0, 1.0}
     assert (x[:, 3, :4] == 1).all() and (x[:, 3, 4:] == -1).all()
+
+
+def test_network_inputs_resized_equal_normalising_after_resizing():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (3, 6, 6, 3), dtype=np.uint8)
+    mask = rng.random((3, 6, 6)) > 0.5
+    x = network_inputs(image, mask, 12, mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0))
+    raw = torch.cat([torch.from_numpy(image).permute(0, 3, 1, 2).float(), torch.from_numpy(mask).float()[:, None]], 1)
+    expected = torch.cat([torch.nn.functional.interpolate(raw[:, :3], size=(12, 12), mode="bilinear"),
+                          torch.nn.functional.interpolate(raw[:, 3:], size=(12, 12), mode="nearest")], 1)
+    expected = (expected - torch.tensor([10.0, 20.0, 30.0, 0.5]).view(1, 4, 1, 1)) / torch.tensor(
+        [2.0, 4.0, 8.0, 0.5]).view(1, 4, 1, 1)
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-4)
+
+
+def test_foreground_probability_is_softmax_of_class_1():
+    logits = torch.randn(4, 2, 5, 5, generator=torch.Generator().manual_seed(0)) * 10
+    fg = foreground_probability(logits)
+    assert fg.shape == (4, 5, 5) and fg.dtype == np.float32
+    np.testing.assert_allclose(fg, torch.softmax(logits, dim=1)[:, 1].numpy(), rtol=0, atol=1e-6)
 
 
 def test_patch_probabilities_resize_and_cut_padding():

@@ -131,32 +131,46 @@ def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: 
     Returns (K, 4, input_size, input_size) float32: channels 0-2 the image resized bilinearly and
     normalised, channel 3 the mask resized by nearest neighbour and mapped to -1 (background) / +1
     (foreground).
+
+    Built with NumPy (one thread), not torch: between ONNX Runtime calls a torch operation wakes
+    torch's OpenMP threads, whose busy-waiting afterwards took a core from ONNX Runtime (the fast path
+    measured 1.3x slower on 2 cores, docs/engine_bench.md). Only a resize uses torch.
     """
     k, side = image_crops.shape[:2]
-    x = torch.empty((k, 4, side, side))  # one float copy of the crops, normalised in place below
-    x[:, :3] = torch.from_numpy(image_crops).permute(0, 3, 1, 2)
-    x[:, 3] = torch.from_numpy(mask_crops)
-    if side != input_size:  # resizing first is the same: bilinear weights sum to 1, nearest copies
-        x = torch.cat([F.interpolate(x[:, :3], size=(input_size, input_size), mode="bilinear", align_corners=False),
-                       F.interpolate(x[:, 3:], size=(input_size, input_size), mode="nearest")], dim=1)
-    scale = torch.tensor([1.0 / v for v in std] + [2.0]).view(1, 4, 1, 1)
-    shift = torch.tensor([-m / v for m, v in zip(mean, std)] + [-1.0]).view(1, 4, 1, 1)
-    return x.mul_(scale).add_(shift)
+    x = np.empty((k, 4, side, side), np.float32)
+    x[:, :3] = image_crops.transpose(0, 3, 1, 2)
+    x[:, 3] = mask_crops
+    # normalising before resizing is the same: bilinear weights sum to 1, nearest copies
+    x *= np.array([1.0 / v for v in std] + [2.0], np.float32).reshape(1, 4, 1, 1)
+    x += np.array([-m / v for m, v in zip(mean, std)] + [-1.0], np.float32).reshape(1, 4, 1, 1)
+    t = torch.from_numpy(x)
+    if side != input_size:
+        t = torch.cat([F.interpolate(t[:, :3], size=(input_size, input_size), mode="bilinear", align_corners=False),
+                       F.interpolate(t[:, 3:], size=(input_size, input_size), mode="nearest")], dim=1)
+    return t
 
 
-def patch_probabilities(fg_prob: torch.Tensor, patch_size: int, padding: int = 0) -> np.ndarray:
+def foreground_probability(logits: torch.Tensor) -> np.ndarray:
+    """(K, C, S, S) logits of any device -> (K, S, S) float32 softmax probability of class 1 (NumPy, one
+    thread: see :func:`network_inputs`)."""
+    z = logits.detach().float().cpu().numpy()
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e[:, 1] / e.sum(axis=1)
+
+
+def patch_probabilities(fg_prob: np.ndarray | torch.Tensor, patch_size: int, padding: int = 0) -> np.ndarray:
     """Bring the network's foreground probabilities back to patch resolution.
 
-    fg_prob: (K, input_size, input_size) float. Resized bilinearly to the crop side
-    (patch_size + 2 * padding), then the padding is cut away. Returns (K, patch_size, patch_size)
+    fg_prob: (K, input_size, input_size) float (a CPU tensor or array). Resized bilinearly to the crop
+    side (patch_size + 2 * padding), then the padding is cut away. Returns (K, patch_size, patch_size)
     float32.
     """
     side = patch_size + 2 * padding
-    p = fg_prob.float().unsqueeze(1)
+    p = np.asarray(fg_prob, dtype=np.float32)
     if p.shape[-1] != side:
-        p = F.interpolate(p, size=(side, side), mode="bilinear", align_corners=False)
-    p = p[:, 0, padding:padding + patch_size, padding:padding + patch_size]
-    return p.cpu().numpy().astype(np.float32, copy=False)
+        p = F.interpolate(torch.from_numpy(p).unsqueeze(1), size=(side, side), mode="bilinear",
+                          align_corners=False)[:, 0].numpy()
+    return p[:, padding:padding + patch_size, padding:padding + patch_size]
 
 
 def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np.ndarray | None = None,

@@ -15,7 +15,8 @@ from .boundary import mask_bbox
 from .config import DEFAULT_WEIGHTS, RefinerConfig
 from .inference import calibration_crops, fast_inference
 from .model import load_weights
-from .patches import boundary_patches, crop_boxes, network_inputs, patch_probabilities, reassemble
+from .patches import (boundary_patches, crop_boxes, foreground_probability, network_inputs, patch_probabilities,
+                      reassemble)
 
 
 class RefineCancelled(Exception):
@@ -204,8 +205,8 @@ class Refiner:
         cfg = self.config
         x = network_inputs(image_crops, mask_crops, cfg.input_size, **self._norm).to(self.device)
         with torch.inference_mode():
-            fg = torch.softmax(self._forward(x).float(), dim=1)[:, 1]
-        return patch_probabilities(fg, cfg.patch_size, cfg.padding)
+            logits = self._forward(x)
+        return patch_probabilities(foreground_probability(logits), cfg.patch_size, cfg.padding)
 
 
 def _checked_inputs(image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
