@@ -134,7 +134,7 @@ def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: 
 
     Built with NumPy (one thread), not torch: between ONNX Runtime calls a torch operation wakes
     torch's OpenMP threads, whose busy-waiting afterwards took a core from ONNX Runtime (the fast path
-    measured 1.3x slower on 2 cores, docs/engine_bench.md). Only a resize uses torch.
+    measured 1.25x slower on 2 cores, docs/engine_bench.md). Only a resize uses torch.
     """
     k, side = image_crops.shape[:2]
     x = np.empty((k, 4, side, side), np.float32)
