@@ -56,6 +56,21 @@ def labelme_copy(mini_dataset, tmp_path):
     return target
 
 
+@pytest.fixture(autouse=True)
+def _delete_windows_at_test_end(request):
+    """The widgets a GUI test made are deleted when it ends (pytest-qt closes them and posts their
+    deletion), not at some garbage collection in a later test: one such collection deleted an old
+    window in the middle of the Inspect scatter's redraw and printed a RuntimeError."""
+    yield
+    if "qtbot" in request.fixturenames:
+        import gc
+
+        from PyQt5 import QtCore
+
+        QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
+        gc.collect()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _model_cache(tmp_path_factory):
     """Exported ONNX graphs go to a temporary folder, never to the user's cache."""

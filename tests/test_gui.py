@@ -179,6 +179,21 @@ def test_window_stays_responsive_while_refining_and_cancel_stops(qtbot, labelme_
     assert window.session.images[i].instances[j].has("refined")
 
 
+def test_closing_while_the_model_loads_waits_for_the_worker_thread(qtbot, labelme_copy):
+    """The first start's export cannot be interrupted: closing the window then waits for it (and the
+    cancelled run) to end, so that deleting the window never destroys a running QThread (Qt aborts)."""
+    def slow_factory(config):
+        time.sleep(12)  # longer than the 10 s the window waits when it switches datasets
+        return SlowRefiner(delay=0.05)
+
+    window = _window(qtbot, labelme_copy, slow_factory)
+    window.refine_dataset()
+    thread = window.refinement._thread
+    assert window.refining and thread.isRunning()
+    window.close()
+    assert not window.refining and thread.isFinished()  # conftest then deletes the window at once
+
+
 def test_worker_exception_becomes_error_dialog(qtbot, labelme_copy):
     window = _window(qtbot, labelme_copy, lambda config: SlowRefiner(fail=True))
     with qtbot.waitSignal(window.refineFinished, timeout=10000):

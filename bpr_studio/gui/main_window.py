@@ -856,8 +856,9 @@ class MainWindow(QtWidgets.QMainWindow):
         """Ask a running refinement to stop after its current batch; the status bar says so at once."""
         self.refinement.cancel()
 
-    def _wait_for_worker(self, ms: int = 10000) -> None:
-        """Wait (with the window still painting) until the running refinement has finished."""
+    def _wait_for_worker(self, ms: int | None = 10000) -> None:
+        """Wait (with the window still painting) until the running refinement has finished, at most
+        ``ms`` milliseconds (None: no limit)."""
         self.refinement.wait(ms)
 
     # ---- files -------------------------------------------------------------------------------------
@@ -963,8 +964,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self._patch_preview.shutdown()
+        if self.refining:  # cancelled, it stops after the current batch (or the model's first export)
+            self.statusBar().showMessage("finishing the current batch before closing...")
         self.cancel_refinement()
-        self._wait_for_worker()
+        self._wait_for_worker(None)
         self.adapt.cancel()
         self.adapt.wait(60000)
         if self.session is not None:

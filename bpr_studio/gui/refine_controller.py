@@ -97,18 +97,25 @@ class RefineController(QtCore.QObject):
             self.window.cancel_button.setEnabled(False)
             self.window.statusBar().showMessage("cancelling...")
 
-    def wait(self, ms: int = 10000) -> None:
-        """Wait (with the window still painting) until the running refinement has finished."""
+    def wait(self, ms: int | None = 10000) -> None:
+        """Wait (with the window still painting) until the running refinement has finished, at most
+        ``ms`` milliseconds (None: until its thread has ended, as the window must before it is
+        deleted: Qt aborts the program when a running QThread is destroyed)."""
         thread = self._thread
         if thread is None:
             return
         loop = QtCore.QEventLoop()
         self.window.refineFinished.connect(loop.quit)
-        QtCore.QTimer.singleShot(ms, loop.quit)
+        if ms is not None:
+            QtCore.QTimer.singleShot(ms, loop.quit)
         if self.refining:
             loop.exec_()
         self.window.refineFinished.disconnect(loop.quit)
-        if not sip.isdeleted(thread):
+        if sip.isdeleted(thread):
+            return
+        if ms is None:
+            thread.wait()
+        else:
             thread.wait(1000)
 
     def show_progress(self, visible: bool) -> None:
