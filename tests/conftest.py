@@ -59,8 +59,8 @@ def labelme_copy(mini_dataset, tmp_path):
 @pytest.fixture(autouse=True)
 def _delete_windows_at_test_end(request):
     """The widgets a GUI test made are deleted when it ends (pytest-qt closes them and posts their
-    deletion), not at some garbage collection in a later test: one such collection deleted an old
-    window in the middle of the Inspect scatter's redraw and printed a RuntimeError."""
+    deletion), not at some garbage collection later: a window deleted while its refinement thread
+    still runs aborts the program, and this is where a test would show it."""
     yield
     if "qtbot" in request.fixturenames:
         import gc

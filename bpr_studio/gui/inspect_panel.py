@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from PyQt5 import QtCore, QtGui, QtWidgets
+from PyQt5 import QtCore, QtGui, QtWidgets, sip
 
 from ..core.figures import PatchRow, draw_scatter, patch_rows
 from ..core.quality import FILTERS, SORTS, InstanceQuality, measure_patches, worst_patches_first
@@ -47,6 +47,18 @@ class ScatterCanvas(FigureCanvasQTAgg):
         self.points: list[InstanceQuality] = []
         self.mpl_connect("button_press_event", self._on_press)
         self.mpl_connect("motion_notify_event", self._on_move)
+
+    def draw(self) -> None:
+        """matplotlib's redraw, skipped when the widget is gone: a redraw matplotlib queued can run while
+        Python's garbage collector deletes the window that held the canvas (seen in the tests, whose
+        windows become garbage with a redraw pending)."""
+        if sip.isdeleted(self):
+            return
+        try:
+            super().draw()
+        except RuntimeError:
+            if not sip.isdeleted(self):
+                raise
 
     def set_records(self, records, selected: tuple[int, int] | None = None) -> None:
         """Redraw with ``records`` (InstanceQuality); ``selected`` (image, instance) is ringed."""
