@@ -1,5 +1,6 @@
 """Test settings shared by every test: headless Qt, one torch thread, the sample data (tests/data and shared)."""
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -8,6 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import torch
+from PyQt5 import QtCore
 
 torch.set_num_threads(1)
 
@@ -63,10 +65,6 @@ def _delete_windows_at_test_end(request):
     still runs aborts the program, and this is where a test would show it."""
     yield
     if "qtbot" in request.fixturenames:
-        import gc
-
-        from PyQt5 import QtCore
-
         QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
         gc.collect()
 
