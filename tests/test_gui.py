@@ -11,6 +11,7 @@ from PyQt5.QtCore import Qt
 from bpr_studio.core.config import RefinerConfig
 from bpr_studio.core.refiner import RefineCancelled, RefinedInstance
 from bpr_studio.gui.main_window import MainWindow
+from bpr_studio.gui.worker import RefineWorker, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -192,6 +193,14 @@ def test_closing_while_the_model_loads_waits_for_the_worker_thread(qtbot, labelm
     assert window.refining and thread.isRunning()
     window.close()
     assert not window.refining and thread.isFinished()  # conftest then deletes the window at once
+
+
+def test_worker_thread_ends_while_the_gui_thread_blocks(qtbot):
+    """A finished worker ends its thread without the GUI thread's event loop: closing the window
+    blocks in QThread.wait(), and a quit queued to the GUI thread would never arrive (a deadlock)."""
+    owner, worker = QtCore.QObject(), RefineWorker([], lambda: SlowRefiner())
+    thread = start_worker(worker, owner)
+    assert thread.wait(10000)  # no events processed meanwhile
 
 
 def test_worker_exception_becomes_error_dialog(qtbot, labelme_copy):

@@ -138,11 +138,15 @@ def _one_line(exc: Exception) -> str:
 
 
 def start_worker(worker: RefineWorker, parent: QtCore.QObject) -> QtCore.QThread:
-    """Move ``worker`` to a new QThread and start it; the thread quits and both are deleted when it finishes."""
+    """Move ``worker`` to a new QThread and start it; the thread quits and both are deleted when it finishes.
+
+    The worker quits its thread itself (a direct call, QThread.quit is thread-safe): queued to the
+    GUI thread, the quit would never arrive while that thread blocks in QThread.wait(), as closing
+    the window does."""
     thread = QtCore.QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
-    worker.finished.connect(thread.quit)
+    worker.finished.connect(thread.quit, QtCore.Qt.DirectConnection)
     thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
     thread.start()
