@@ -260,7 +260,8 @@ def stage_times(refiner, image, masks) -> dict:
                 ours.foreground_probability(logits), cfg.patch_size, cfg.padding)))
     probs = np.concatenate(probs)
     ends = np.cumsum([len(b) for b in boxes])
-    timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e], attached_only=cfg.attached_only)
+    timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e], attached_only=cfg.attached_only,
+                                                    margin=cfg.margin)
                                  for m, b, e in zip(masks, boxes, ends)])
     return spent
 

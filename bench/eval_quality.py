@@ -25,11 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bpr_studio.pipeline.datasets import (grabcut_predictions, oracle_predictions, refine_predictions,
-                                          score_table, simulate_predictions)
+from bpr_studio.core.config import RefinerConfig
 from bpr_studio.io.coco import read_coco
 from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
 from bpr_studio.io.split import split_coco
+from bpr_studio.pipeline.datasets import (grabcut_predictions, oracle_predictions, refine_predictions,
+                                          score_table, simulate_predictions)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 METRICS = ("ap", "af", "miou", "area_error", "far")
@@ -65,6 +66,9 @@ def main() -> int:
                         "quarter, contour (bpr-studio simulate), or morph (morph_dataset below, used by no training "
                         "run); another simulator checks that a gain is not the simulator's bias")
     parser.add_argument("--threshold", type=float, default=0.5, help="simulator threshold (default 0.5)")
+    parser.add_argument("--margins", type=float, nargs="+", default=None,
+                        help="refine with each of these RefinerConfig.margin values (rows 'WEIGHTS margin M'); "
+                             "default: the Refiner's default only")
     parser.add_argument("--out", default=None, help="write every per-seed table and the means as JSON")
     args = parser.parse_args()
     names = ["VOC", "grabcut50", "coco_mval val"]
@@ -78,7 +82,8 @@ def main() -> int:
             coarse = (morph_dataset(gt, seed) if args.style == "morph"
                       else simulate_predictions(gt, seed, style=args.style, threshold=args.threshold))
             rows = [("coarse", coarse)]
-            rows += [(Path(w).name, refine_predictions(gt, coarse, weights=w)) for w in args.weights]
+            rows += [(row_name(w, m, args.margins), refine_predictions(gt, coarse, RefinerConfig(margin=m), weights=w))
+                     for w in args.weights for m in (args.margins or [RefinerConfig.margin])]
             if not args.no_baselines:
                 rows.append(("grabcut", grabcut_predictions(gt, coarse)))
                 rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))
@@ -89,6 +94,11 @@ def main() -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
     return 0
+
+
+def row_name(weights: str, margin: float, margins: list[float] | None) -> str:
+    """The table row of ``weights`` refined with ``margin``: the file name, and the margin when asked for."""
+    return Path(weights).name + (f" margin {margin:g}" if margins else "")
 
 
 def morph_dataset(gt: Dataset, seed: int) -> Dataset:

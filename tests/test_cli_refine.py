@@ -167,6 +167,17 @@ def test_refiner_options_fill_the_config(given, expected):
     assert refiner_config(args) == RefinerConfig(min_size=0, attached_only=expected)
 
 
+def test_margin_option(capsys):
+    from bpr_studio.cli import build_parser, main, refiner_config
+    from bpr_studio.core.config import RefinerConfig
+
+    base = ["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json", "--out", "o.json"]
+    assert refiner_config(build_parser().parse_args(base + ["--margin", "0.1"])) == RefinerConfig(margin=0.1)
+    assert main(base + ["--margin", "0.7"]) != 0
+    err = capsys.readouterr().err
+    assert "margin must be in [0, 0.5), got 0.7" in err and "Traceback" not in err
+
+
 def test_a_bad_switch_value_is_refused(capsys):
     from bpr_studio.cli import build_parser
 

@@ -255,7 +255,8 @@ def test_bad_dataset_keeps_the_open_session(qtbot, labelme_copy, tmp_path):
 
 
 def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
-    window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
+    configs = []  # what the refiner factory was given
+    window = _window(qtbot, labelme_copy, lambda config: configs.append(config) or SlowRefiner(delay=0.01))
     window.view_controls.patches.setCurrentText("selected instance")
     window.select_instance(0)
     few = len(window.canvas.patch_items)
@@ -269,6 +270,11 @@ def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
     assert window.config.attached_only
     window.view_controls.attached_only.setChecked(False)
     assert not window.config.attached_only
+    window.view_controls.margin.setValue(0.15)
+    assert window.config.margin == 0.15
+    window.refine_current_image()  # the refinement gets the window's settings
+    qtbot.waitUntil(lambda: not window.refining, timeout=20000)
+    assert configs[-1].margin == 0.15 and not configs[-1].attached_only and configs[-1].min_size == 4096
 
 
 def test_review_keys_walk_through_instances_and_images(qtbot, labelme_copy):

@@ -220,6 +220,26 @@ def test_reassemble_attached_only_undoes_a_speck_inside_a_patch():
     assert reassemble(coarse, boxes, probs, out=coarse, attached_only=True)[4:7, 4:7].all()  # in place
 
 
+def test_reassemble_margin_keeps_the_coarse_value_where_the_network_is_unsure():
+    coarse = np.zeros((32, 32), bool)
+    coarse[:, :16] = True                     # a vertical edge through the patch's centre
+    probs = coarse.astype(np.float32)[None].copy()
+    probs[0, :, 16:18] = 0.58                 # unsure the edge moved right by 2 px
+    probs[0, :, 18:20] = 0.9                  # sure of 2 px more (an island: attached_only is off)
+    probs[0, :, 14:16] = 0.42                 # unsure the edge moved left
+    probs[0, :, 12:14] = 0.35                 # sure enough of the 2 px before
+    boxes = np.array([[0, 0, 32, 32]], np.int32)
+    plain = reassemble(coarse, boxes, probs)
+    assert plain[:, :12].all() and not plain[:, 12:16].any() and plain[:, 16:20].all() and not plain[:, 20:].any()
+    kept = reassemble(coarse, boxes, probs, margin=0.1)
+    assert kept[:, :12].all() and not kept[:, 12:14].any() and kept[:, 14:16].all()
+    assert not kept[:, 16:18].any() and kept[:, 18:20].all() and not kept[:, 20:].any()
+    # overlapping patches: the margin applies to their average
+    two = reassemble(coarse, np.array([[0, 0, 32, 32]] * 2, np.int32),
+                     np.concatenate([probs, np.full_like(probs, 0.5)]), margin=0.1)
+    assert two[:, 12:16].all() and not two[:, 16:18].any() and two[:, 18:20].all()  # 0.35 -> 0.425, 0.9 -> 0.7
+
+
 def test_reassemble_box_larger_than_image():
     coarse = np.zeros((3, 5), bool)
     boxes = np.array([[0, 0, 8, 8]], np.int32)

@@ -160,3 +160,6 @@ def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
     assert len(make_refiner(weights, min_size=49).patches(masks[0])) > 0
     with pytest.raises(ValueError, match="min_size"):
         RefinerConfig(min_size=-1)
+    for margin in (-0.1, 0.5):
+        with pytest.raises(ValueError, match="margin"):
+            RefinerConfig(margin=margin)

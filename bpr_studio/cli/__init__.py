@@ -49,6 +49,9 @@ REFINER_OPTIONS = {
     "batch_size": ("--batch-size", int, "patches per network forward pass"),
     "attached_only": ("--attached-only", switch, "yes: undo the changes not connected to the coarse boundary "
                                                  "(islands and holes opened away from it); no: keep every change"),
+    "margin": ("--margin", float, "a pixel leaves its coarse value only where the refined probability passes 0.5 "
+                                  "by more than this, in [0, 0.5) (higher: fewer instances made worse, smaller "
+                                  "corrections)"),
 }
 
 

@@ -176,7 +176,7 @@ def patch_probabilities(fg_prob: np.ndarray | torch.Tensor, patch_size: int, pad
 
 
 def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np.ndarray | None = None,
-               attached_only: bool = False) -> np.ndarray:
+               attached_only: bool = False, margin: float = 0.0) -> np.ndarray:
     """Write refined patches back into a mask.
 
     coarse: (H, W) bool. boxes: (K, 4) int. probs: (K, P, P) float foreground probabilities of
@@ -184,7 +184,9 @@ def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np
     average exceeds 0.5; pixels no box reaches keep the coarse value. Work is confined to the union
     of the boxes. ``out`` (H, W) bool, if given, receives the result (it may be ``coarse``).
     attached_only: undo the changes that do not reach the coarse mask's boundary (see
-    :func:`undo_detached_changes`). Returns the refined (H, W) bool mask.
+    :func:`undo_detached_changes`). margin: a pixel changes only where the average passes 0.5 by
+    more than this (coarse foreground turns background below 0.5 - margin, coarse background turns
+    foreground above 0.5 + margin). Returns the refined (H, W) bool mask.
     """
     if out is None:
         out = coarse.copy()
@@ -205,7 +207,8 @@ def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np
         total[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += p[:h, :w]
         count[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += 1.0
     window = out[uy0:uy1, ux0:ux1]
-    window[...] = np.where(count > 0, total > 0.5 * count, window)
+    limit = np.where(window, 0.5 - margin, 0.5 + margin) * count if margin else 0.5 * count
+    window[...] = np.where(count > 0, total > limit, window)
     if attached_only:
         undo_detached_changes(before, window)
     return out

@@ -180,7 +180,8 @@ class Refiner:
             while next_instance < len(masks) and ends[next_instance] <= done:
                 i = next_instance
                 start = ends[i] - counts[i]
-                mask = reassemble(masks[i], boxes[i], probs[start:ends[i]], attached_only=cfg.attached_only)
+                mask = reassemble(masks[i], boxes[i], probs[start:ends[i]], attached_only=cfg.attached_only,
+                                  margin=cfg.margin)
                 refined = RefinedInstance(i, mask, boxes[i], probs[start:ends[i]].copy())
                 results[i] = refined
                 if on_instance is not None:

@@ -190,7 +190,8 @@ class ViewControls(QtWidgets.QWidget):
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
 
-    def __init__(self, patch_size: int, nms_thr: float, min_size: int, attached_only: bool = True, parent=None):
+    def __init__(self, patch_size: int, nms_thr: float, min_size: int, attached_only: bool = True,
+                 margin: float = 0.0, parent=None):
         super().__init__(parent)
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox()
@@ -226,6 +227,13 @@ class ViewControls(QtWidgets.QWidget):
         self.attached_only.setToolTip("on: refinement keeps only the changes connected to the coarse mask's boundary "
                                       "(islands and holes it opens away from it are undone); off: the network's "
                                       "mask as it is. Applies to the next refinement")
+        self.margin = QtWidgets.QDoubleSpinBox()
+        self.margin.setRange(0.0, 0.45)
+        self.margin.setSingleStep(0.05)
+        self.margin.setValue(margin)
+        self.margin.setToolTip("a pixel leaves its coarse value only where the network's foreground probability "
+                               "passes 0.5 by more than this: higher keeps the coarse mask where the network is "
+                               "unsure (fewer masks made worse, smaller corrections). Applies to the next refinement")
         self.patch_count = QtWidgets.QLabel("")
         form.addRow(label("Masks", "cycle_masks"), self.mode)
         form.addRow(label("Diff", "diff"), self.diff)
@@ -237,9 +245,10 @@ class ViewControls(QtWidgets.QWidget):
         form.addRow("NMS threshold", self.nms_thr)
         form.addRow("Min size (px)", self.min_size)
         form.addRow("Changes", self.attached_only)
+        form.addRow("Margin", self.margin)
         form.addRow("", self.patch_count)
         for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr,
-                       self.min_size):
+                       self.min_size, self.margin):
             widget.setFocusPolicy(Qt.ClickFocus)
         for combo in (self.mode, self.color_by, self.patches):  # a narrow panel leaves the canvas the room
             combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -254,3 +263,4 @@ class ViewControls(QtWidgets.QWidget):
         self.nms_thr.valueChanged.connect(self.patchesChanged)
         self.min_size.valueChanged.connect(self.patchesChanged)
         self.attached_only.toggled.connect(self.patchesChanged)  # the settings are read together
+        self.margin.valueChanged.connect(self.patchesChanged)

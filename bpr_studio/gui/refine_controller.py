@@ -132,7 +132,8 @@ class RefineController(QtCore.QObject):
             elif isinstance(getattr(self.refiner, "config", None), RefinerConfig):
                 self.refiner.config = dataclasses.replace(self.refiner.config, patch_size=config.patch_size,
                                                           nms_thr=config.nms_thr, min_size=config.min_size,
-                                                          attached_only=config.attached_only)
+                                                          attached_only=config.attached_only,
+                                                          margin=config.margin)
             return self.refiner
 
     def _instance_refined(self, session, i: int, j: int, result, rle: dict, as_edit: bool) -> None:
