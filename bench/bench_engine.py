@@ -366,16 +366,19 @@ def refine_with(refiner, ground_truth, predictions):
     return Dataset(images=images, categories=dict(predictions.categories)), masks
 
 
-def bench_eval(annotations: str, predictions: list[str], weights: str | None) -> list[dict]:
-    """AP / AF / mIoU of each predictions file refined by the plain and the fast path, and the share of
-    refined-mask pixels (inside the instances' refined patches' union) on which the two paths differ."""
+def bench_eval(annotations: str, predictions: list[str], weights: str | None,
+               margin: float = RefinerConfig.margin) -> list[dict]:
+    """AP / AF / mIoU of each predictions file refined by the plain and the fast path (RefinerConfig's
+    defaults but ``margin``), and the share of refined-mask pixels (inside the instances' refined
+    patches' union) on which the two paths differ."""
     from bpr_studio.pipeline.datasets import score_table
     from bpr_studio.core.refiner import Refiner
     from bpr_studio.io.coco import read_coco, read_coco_results
 
     ground_truth = read_coco(annotations)
-    plain = Refiner(weights=weights, device="cpu", fast=False)
-    fast = Refiner(weights=weights, device="cpu")
+    config = RefinerConfig(margin=margin)
+    plain = Refiner(config, weights=weights, device="cpu", fast=False)
+    fast = Refiner(config, weights=weights, device="cpu")
     rows = []
     for path in predictions:
         coarse = read_coco_results(path, ground_truth)
@@ -431,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", nargs="+", metavar=("GT", "PRED"),
                         help="only the quality check: COCO ground truth, then predictions files, refined by the "
                              "plain and the fast path (shipped weights or --weights)")
+    parser.add_argument("--margin", type=float, default=RefinerConfig.margin,
+                        help="RefinerConfig.margin for --eval (default: its default)")
     parser.add_argument("--quick", action="store_true", help="2 repeats, 32 patches, 1 network repeat")
     args = parser.parse_args(argv)
     if args.quick:
@@ -438,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     if args.eval:
-        print_eval(bench_eval(args.eval[0], args.eval[1:], args.weights))
+        print_eval(bench_eval(args.eval[0], args.eval[1:], args.weights, args.margin))
         return 0
     image, masks = synthetic_scene(args.instances)
     if args.end_to_end:
