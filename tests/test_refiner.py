@@ -67,14 +67,17 @@ def test_refine_reassembles_patches_and_keeps_the_rest(weights, scene):
         for x0, y0, x1, y1 in r.boxes:
             covered[y0:y1, x0:x1] = True
         np.testing.assert_array_equal(r.mask[~covered], coarse[~covered])   # untouched pixels kept
-        # inside the patches, the mask is the thresholded average of the patch probabilities
+        # inside the patches, the mask is the average of the patch probabilities thresholded at 0.5,
+        # moved by the margin towards the coarse value
         total = np.zeros(coarse.shape)
         count = np.zeros(coarse.shape)
         for (x0, y0, x1, y1), p in zip(r.boxes, r.probs):
             total[y0:y1, x0:x1] += p
             count[y0:y1, x0:x1] += 1
-        decided = covered & (np.abs(total / np.maximum(count, 1) - 0.5) > 1e-4)
-        np.testing.assert_array_equal(r.mask[decided], (total / np.maximum(count, 1) > 0.5)[decided])
+        threshold = np.where(coarse, 0.5 - refiner.config.margin, 0.5 + refiner.config.margin)
+        average = total / np.maximum(count, 1)
+        decided = covered & (np.abs(average - threshold) > 1e-4)
+        np.testing.assert_array_equal(r.mask[decided], (average > threshold)[decided])
     assert len(results[2].boxes) == 0 and not results[2].mask.any()
     assert (results[1].boxes[:, 2] == 120).any() and (results[1].boxes[:, 3] == 90).any()
 

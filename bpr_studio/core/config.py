@@ -60,7 +60,7 @@ class RefinerConfig:
     min_size: int = 96
     model: str = DEFAULT_MODEL
     attached_only: bool = True
-    margin: float = 0.0
+    margin: float = 0.05
 
     def __post_init__(self) -> None:
         if self.patch_size < 2:
