@@ -190,8 +190,9 @@ class ViewControls(QtWidgets.QWidget):
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
 
-    def __init__(self, patch_size: int, nms_thr: float, min_size: int, attached_only: bool = True,
-                 margin: float = 0.0, parent=None):
+    def __init__(self, patch_size: int, nms_thr: float, min_size: int, attached_only: bool, margin: float,
+                 parent=None):
+        """The patch settings start at a RefinerConfig's values (the window's)."""
         super().__init__(parent)
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox()
