@@ -134,8 +134,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(self.canvas)
         self.image_list = ImageList()
         self.instance_table = InstanceTable()
-        self.view_controls = ViewControls(self.config.patch_size, self.config.nms_thr, self.config.min_size,
-                                          self.config.attached_only, self.config.margin)
+        self.view_controls = ViewControls(self.config)
         self.setTabPosition(Qt.RightDockWidgetArea, QtWidgets.QTabWidget.North)
         self.image_dock = self._dock(self.image_list, "Images", Qt.LeftDockWidgetArea)
         self.instance_dock = self._dock(self.instance_table, "Instances", Qt.RightDockWidgetArea)
@@ -624,11 +623,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._patch_timer.stop()
         self._patches_touched.clear()
         image = self.current_image()
-        self.config = dataclasses.replace(self.config, patch_size=self.view_controls.patch_size.value(),
-                                          nms_thr=round(self.view_controls.nms_thr.value(), 4),
-                                          min_size=self.view_controls.min_size.value(),
-                                          attached_only=self.view_controls.attached_only.isChecked(),
-                                          margin=round(self.view_controls.margin.value(), 4))
+        self.config = dataclasses.replace(self.config, **self.view_controls.settings())
         self._patch_boxes = {j: patch_boxes(self.refine_input(image.instances[j]), self.config)
                              for j in self._patch_instances()}
         self._show_patches()

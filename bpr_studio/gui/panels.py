@@ -189,10 +189,10 @@ class ViewControls(QtWidgets.QWidget):
     changed = QtCore.pyqtSignal()
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
+    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin")  # RefinerConfig fields set here
 
-    def __init__(self, patch_size: int, nms_thr: float, min_size: int, attached_only: bool, margin: float,
-                 parent=None):
-        """The patch settings start at a RefinerConfig's values (the window's)."""
+    def __init__(self, config, parent=None):
+        """config: the RefinerConfig whose SETTINGS the controls start at (the window's)."""
         super().__init__(parent)
         form = QtWidgets.QFormLayout(self)
         self.mode = QtWidgets.QComboBox()
@@ -213,25 +213,25 @@ class ViewControls(QtWidgets.QWidget):
         self.patches.setToolTip("the boundary patches BPR will refine, with the size and NMS threshold below")
         self.patch_size = QtWidgets.QSpinBox()
         self.patch_size.setRange(8, 512)
-        self.patch_size.setValue(patch_size)
+        self.patch_size.setValue(config.patch_size)
         self.nms_thr = QtWidgets.QDoubleSpinBox()
         self.nms_thr.setRange(0.05, 1.0)
         self.nms_thr.setSingleStep(0.05)
-        self.nms_thr.setValue(nms_thr)
+        self.nms_thr.setValue(config.nms_thr)
         self.min_size = QtWidgets.QSpinBox()
         self.min_size.setRange(0, 4096)
-        self.min_size.setValue(min_size)
+        self.min_size.setValue(config.min_size)
         self.min_size.setToolTip("instances whose box is shorter than this on its longer side keep their coarse mask "
                                  "(the shipped model makes most small instances worse); 0 refines all")
         self.attached_only = QtWidgets.QCheckBox("only at the boundary")
-        self.attached_only.setChecked(attached_only)
+        self.attached_only.setChecked(config.attached_only)
         self.attached_only.setToolTip("on: refinement keeps only the changes connected to the coarse mask's boundary "
                                       "(islands and holes it opens away from it are undone); off: the network's "
                                       "mask as it is. Applies to the next refinement")
         self.margin = QtWidgets.QDoubleSpinBox()
         self.margin.setRange(0.0, 0.45)
         self.margin.setSingleStep(0.05)
-        self.margin.setValue(margin)
+        self.margin.setValue(config.margin)
         self.margin.setToolTip("a pixel leaves its coarse value only where the network's foreground probability "
                                "passes 0.5 by more than this: higher keeps the coarse mask where the network is "
                                "unsure (fewer masks made worse, smaller corrections). Applies to the next refinement")
@@ -265,3 +265,9 @@ class ViewControls(QtWidgets.QWidget):
         self.min_size.valueChanged.connect(self.patchesChanged)
         self.attached_only.toggled.connect(self.patchesChanged)  # the settings are read together
         self.margin.valueChanged.connect(self.patchesChanged)
+
+    def settings(self) -> dict:
+        """The SETTINGS as the controls show them, for ``dataclasses.replace`` of a RefinerConfig."""
+        return {"patch_size": self.patch_size.value(), "nms_thr": round(self.nms_thr.value(), 4),
+                "min_size": self.min_size.value(), "attached_only": self.attached_only.isChecked(),
+                "margin": round(self.margin.value(), 4)}

@@ -16,6 +16,7 @@ import threading
 from PyQt5 import QtCore, sip
 
 from ..core.config import RefinerConfig
+from .panels import ViewControls
 from .worker import RefineJob, RefineWorker, start_worker
 
 
@@ -130,10 +131,8 @@ class RefineController(QtCore.QObject):
             if self.refiner is None:
                 self.refiner = self.factory(config)
             elif isinstance(getattr(self.refiner, "config", None), RefinerConfig):
-                self.refiner.config = dataclasses.replace(self.refiner.config, patch_size=config.patch_size,
-                                                          nms_thr=config.nms_thr, min_size=config.min_size,
-                                                          attached_only=config.attached_only,
-                                                          margin=config.margin)
+                self.refiner.config = dataclasses.replace(
+                    self.refiner.config, **{name: getattr(config, name) for name in ViewControls.SETTINGS})
             return self.refiner
 
     def _instance_refined(self, session, i: int, j: int, result, rle: dict, as_edit: bool) -> None:
