@@ -244,6 +244,25 @@ def test_int8_agrees_with_eager_and_is_cached(tiny, tmp_path, monkeypatch):
     assert torch.equal(again(x), out) and again.build_seconds[(16, 16)][0] == "cache"
 
 
+@pytest.mark.parametrize("vnni, reduce_range", [(True, False), (False, True)])
+def test_int8_weights_have_8_bits_only_on_cpus_with_vnni(tiny, tmp_path, monkeypatch, vnni, reduce_range):
+    """Without VNNI the quantiser keeps weights to 7 bits (reduce_range); the bits are part of the cache
+    key, so a cache folder shared by two machines never hands one the other's graph."""
+    pytest.importorskip("onnxruntime.quantization")
+    import onnxruntime.quantization
+
+    calls = []
+    real = onnxruntime.quantization.quantize_static
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static",
+                        lambda *args, **kwargs: calls.append(kwargs["reduce_range"]) or real(*args, **kwargs))
+    monkeypatch.setattr(inference, "cpu_has_vnni", lambda: vnni)
+    run = FastInference(tiny, 16, calibration=_calibration, cache=tmp_path).prepare()
+    assert run.mode == "onnxruntime-int8" and calls == [reduce_range]
+    assert f"-w{8 if vnni else 7}-" in run.cache_path((16, 16)).name
+    monkeypatch.setattr(inference, "cpu_has_vnni", lambda: not vnni)
+    assert run.cache_path((16, 16)) not in _onnx_entries(tmp_path)
+
+
 @pytest.mark.parametrize("batch", [0, 1, 2, 5])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threads_split_the_batch_over_two_sessions_without_changing_it(tiny, tmp_path, batch, threads):
