@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         print("bpr-studio train: error: no data; give --annotations and --predictions, or --patches", file=sys.stderr)
         return 2
     patches = PatchSet.concatenate(sets)
+    del sets  # the pieces: held beside the whole for the run, they doubled the memory training needs
     if args.save_patches:
         patches.save(args.save_patches)
         log(f"saved {len(patches)} patches to {args.save_patches}")

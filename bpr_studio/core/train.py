@@ -264,7 +264,8 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(patches))
     n_val = min(config.val_patches, len(patches) // 5)
-    val, train_set = patches.subset(np.sort(order[:n_val])), patches.subset(np.sort(order[n_val:]))
+    # the training part is indexed, not copied: a copy would hold the patches twice for the whole run
+    val, train_index = patches.subset(np.sort(order[:n_val])), np.sort(order[n_val:])
 
     if init is not None and resume is not None:
         raise TrainInputError("give either a weights file to start from (init) or a checkpoint to resume, not both")
@@ -293,7 +294,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         log(f"resumed from {resume} at iteration {iteration} ({elapsed_before:.0f} s)")
 
     def meta(extra: dict) -> dict:
-        return {"train": dataclasses.asdict(config), "patches": len(train_set), "iteration": iteration,
+        return {"train": dataclasses.asdict(config), "patches": len(train_index), "iteration": iteration,
                 "elapsed_s": round(elapsed_before + time.monotonic() - start, 1), **extra}
 
     def checkpoint(extra: dict) -> None:
@@ -306,7 +307,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     losses: list[float] = []
     start = time.monotonic()
     last_ckpt = start
-    perm, cursor = rng.permutation(len(train_set)), 0
+    perm, cursor = rng.permutation(len(train_index)), 0
     bar = tqdm(total=config.iters, initial=iteration, desc="train", disable=not progress, dynamic_ncols=True)
     window: list[float] = []
     while iteration < config.iters:
@@ -314,14 +315,14 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         if config.max_seconds and elapsed >= config.max_seconds:
             break
         if cursor + config.batch_size > len(perm):
-            perm, cursor = rng.permutation(len(train_set)), 0
-        idx = np.sort(perm[cursor:cursor + config.batch_size])
+            perm, cursor = rng.permutation(len(train_index)), 0
+        idx = train_index[np.sort(perm[cursor:cursor + config.batch_size])]
         cursor += config.batch_size
         lr = learning_rate(config, iteration, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        images, coarse, target = augment(train_set.images[idx], train_set.coarse[idx], train_set.target[idx], rng)
-        x, t, w = batch_tensors(images, coarse, target, config.input_size, train_set.band[idx])
+        images, coarse, target = augment(patches.images[idx], patches.coarse[idx], patches.target[idx], rng)
+        x, t, w = batch_tensors(images, coarse, target, config.input_size, patches.band[idx])
         loss = weighted_loss(model(x), t, w)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
