@@ -69,6 +69,9 @@ def main() -> int:
     parser.add_argument("--margins", type=float, nargs="+", default=None,
                         help="refine with each of these RefinerConfig.margin values (rows 'WEIGHTS margin M'); "
                              "default: the Refiner's default only")
+    parser.add_argument("--mirror", choices=("no", "yes", "both"), default="no",
+                        help="RefinerConfig.mirror of the refined rows; both: each row without and with it "
+                             "(rows 'WEIGHTS mirror')")
     parser.add_argument("--out", default=None, help="write every per-seed table and the means as JSON")
     args = parser.parse_args()
     names = ["VOC", "grabcut50", "coco_mval val"]
@@ -82,8 +85,10 @@ def main() -> int:
             coarse = (morph_dataset(gt, seed) if args.style == "morph"
                       else simulate_predictions(gt, seed, style=args.style, threshold=args.threshold))
             rows = [("coarse", coarse)]
-            rows += [(row_name(w, m, args.margins), refine_predictions(gt, coarse, RefinerConfig(margin=m), weights=w))
-                     for w in args.weights for m in (args.margins or [RefinerConfig.margin])]
+            mirrors = {"no": [False], "yes": [True], "both": [False, True]}[args.mirror]
+            rows += [(row_name(w, m, args.margins) + (" mirror" if f else ""),
+                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f), weights=w))
+                     for w in args.weights for m in (args.margins or [RefinerConfig.margin]) for f in mirrors]
             if not args.no_baselines:
                 rows.append(("grabcut", grabcut_predictions(gt, coarse)))
                 rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))

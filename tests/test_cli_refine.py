@@ -185,3 +185,12 @@ def test_a_bad_switch_value_is_refused(capsys):
         build_parser().parse_args(["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json",
                                    "--out", "o.json", "--attached-only", "maybe"])
     assert "expected yes or no, got 'maybe'" in capsys.readouterr().err
+
+
+def test_mirror_option():
+    from bpr_studio.cli import build_parser, refiner_config
+    from bpr_studio.core.config import RefinerConfig
+
+    base = ["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json", "--out", "o.json"]
+    assert not refiner_config(build_parser().parse_args(base)).mirror
+    assert refiner_config(build_parser().parse_args(base + ["--mirror", "yes"])) == RefinerConfig(mirror=True)

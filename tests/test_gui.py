@@ -272,9 +272,13 @@ def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
     assert not window.config.attached_only
     window.view_controls.margin.setValue(0.15)
     assert window.config.margin == 0.15
+    assert not window.config.mirror
+    window.view_controls.mirror.setChecked(True)
+    assert window.config.mirror
     window.refine_current_image()  # the refinement gets the window's settings
     qtbot.waitUntil(lambda: not window.refining, timeout=20000)
     assert configs[-1].margin == 0.15 and not configs[-1].attached_only and configs[-1].min_size == 4096
+    assert configs[-1].mirror
 
 
 def test_review_keys_walk_through_instances_and_images(qtbot, labelme_copy):

@@ -166,3 +166,20 @@ def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
     for margin in (-0.1, 0.5):
         with pytest.raises(ValueError, match="margin"):
             RefinerConfig(margin=margin)
+
+
+def test_mirror_averages_each_patch_with_its_mirror_image(weights, scene):
+    """mirror: each patch's logits are the mean of the network's on the patch and, mirrored back, on
+    the patch mirrored left-right; a network that is itself symmetric gives what it gives without."""
+    image, masks = scene
+    plain, mirrored = make_refiner(weights), make_refiner(weights, mirror=True)
+    crops = np.ascontiguousarray(image[:32, :32][None].repeat(3, 0)), np.zeros((3, 32, 32), bool)
+    crops[1][:, :, :12] = True  # a left-right asymmetric mask
+    x = refiner_module.network_inputs(*crops, 32, **plain._norm)
+    with torch.no_grad():
+        logits = (plain.model(x) + plain.model(x.flip(-1)).flip(-1)) / 2
+    expected = refiner_module.patch_probabilities(refiner_module.foreground_probability(logits), 16)
+    np.testing.assert_allclose(mirrored._patch_probabilities(*crops), expected, atol=1e-5)
+    assert not np.allclose(plain._patch_probabilities(*crops), expected, atol=1e-3)  # the network is not symmetric
+    refined = mirrored.refine(image, masks)
+    assert [r.mask.shape for r in refined] == [m.shape for m in masks]

@@ -204,10 +204,33 @@ class Refiner:
     def _patch_probabilities(self, image_crops: np.ndarray, mask_crops: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 and (B, S, S) bool crops -> (B, P, P) float32 foreground probability."""
         cfg = self.config
-        x = network_inputs(image_crops, mask_crops, cfg.input_size, **self._norm).to(self.device)
+        x = network_inputs(image_crops, mask_crops, cfg.input_size, **self._norm)
+        if cfg.mirror:
+            x = with_mirrors(x)
         with torch.inference_mode():
-            logits = self._forward(x)
+            logits = self._forward(x.to(self.device))
+        if cfg.mirror:
+            logits = mean_of_mirrors(logits)
         return patch_probabilities(foreground_probability(logits), cfg.patch_size, cfg.padding)
+
+
+def with_mirrors(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) -> (2B, C, S, S): the batch, then each of its inputs mirrored left-right. On the
+    CPU with NumPy (no torch operation between ONNX Runtime calls: see ``network_inputs``)."""
+    if x.device.type == "cpu":
+        a = x.numpy()
+        return torch.from_numpy(np.concatenate([a, a[..., ::-1]]))
+    return torch.cat([x, x.flip(-1)])
+
+
+def mean_of_mirrors(logits: torch.Tensor) -> torch.Tensor:
+    """(2B, K, S, S) logits of a :func:`with_mirrors` batch -> (B, K, S, S): each input's logits
+    averaged with those of its mirror image, mirrored back."""
+    b = len(logits) // 2
+    if logits.device.type == "cpu":
+        z = logits.numpy()
+        return torch.from_numpy((z[:b] + z[b:, ..., ::-1]) * np.float32(0.5))
+    return (logits[:b] + logits[b:].flip(-1)) * 0.5
 
 
 def _checked_inputs(image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

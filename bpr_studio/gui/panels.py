@@ -189,7 +189,7 @@ class ViewControls(QtWidgets.QWidget):
     changed = QtCore.pyqtSignal()
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
-    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin")  # RefinerConfig fields set here
+    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror")  # RefinerConfig fields set here
 
     def __init__(self, config, parent=None):
         """config: the RefinerConfig whose SETTINGS the controls start at (the window's)."""
@@ -235,6 +235,11 @@ class ViewControls(QtWidgets.QWidget):
         self.margin.setToolTip("a pixel leaves its coarse value only where the network's foreground probability "
                                "passes 0.5 by more than this: higher keeps the coarse mask where the network is "
                                "unsure (fewer masks made worse, smaller corrections). Applies to the next refinement")
+        self.mirror = QtWidgets.QCheckBox("average with the mirror image")
+        self.mirror.setChecked(config.mirror)
+        self.mirror.setToolTip("on: the network also sees every patch mirrored left-right and the two are averaged: "
+                               "slightly better boundaries, refinement takes about twice as long. Applies to the "
+                               "next refinement")
         self.patch_count = QtWidgets.QLabel("")
         form.addRow(label("Masks", "cycle_masks"), self.mode)
         form.addRow(label("Diff", "diff"), self.diff)
@@ -247,6 +252,7 @@ class ViewControls(QtWidgets.QWidget):
         form.addRow("Min size (px)", self.min_size)
         form.addRow("Changes", self.attached_only)
         form.addRow("Margin", self.margin)
+        form.addRow("Mirror", self.mirror)
         form.addRow("", self.patch_count)
         for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr,
                        self.min_size, self.margin):
@@ -254,7 +260,7 @@ class ViewControls(QtWidgets.QWidget):
         for combo in (self.mode, self.color_by, self.patches):  # a narrow panel leaves the canvas the room
             combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(11)
-        for box in (self.diff, self.ground_truth, self.attached_only):
+        for box in (self.diff, self.ground_truth, self.attached_only, self.mirror):
             box.setFocusPolicy(Qt.NoFocus)
         self.mode.currentTextChanged.connect(self.changed)
         self.diff.toggled.connect(self.changed)
@@ -265,9 +271,10 @@ class ViewControls(QtWidgets.QWidget):
         self.min_size.valueChanged.connect(self.patchesChanged)
         self.attached_only.toggled.connect(self.patchesChanged)  # the settings are read together
         self.margin.valueChanged.connect(self.patchesChanged)
+        self.mirror.toggled.connect(self.patchesChanged)
 
     def settings(self) -> dict:
         """The SETTINGS as the controls show them, for ``dataclasses.replace`` of a RefinerConfig."""
         return {"patch_size": self.patch_size.value(), "nms_thr": round(self.nms_thr.value(), 4),
                 "min_size": self.min_size.value(), "attached_only": self.attached_only.isChecked(),
-                "margin": round(self.margin.value(), 4)}
+                "margin": round(self.margin.value(), 4), "mirror": self.mirror.isChecked()}
