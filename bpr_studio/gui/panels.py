@@ -235,7 +235,7 @@ class ViewControls(QtWidgets.QWidget):
         self.margin.setToolTip("a pixel leaves its coarse value only where the network's foreground probability "
                                "passes 0.5 by more than this: higher keeps the coarse mask where the network is "
                                "unsure (fewer masks made worse, smaller corrections). Applies to the next refinement")
-        self.mirror = QtWidgets.QCheckBox("average with the mirror image")
+        self.mirror = QtWidgets.QCheckBox("also mirrored")
         self.mirror.setChecked(config.mirror)
         self.mirror.setToolTip("on: the network also sees every patch mirrored left-right and the two are averaged: "
                                "slightly better boundaries, refinement takes about twice as long. Applies to the "
