@@ -24,8 +24,8 @@ instances (smooth random blobs of varied sizes), it times, in the same run, medi
 ``--end-to-end`` (on ``--threads`` threads), each against the plain fp32 PyTorch ``Refiner(fast=False)``
 in the same run: (d) image in, masks out with ``Refiner.refine`` (all instances, ``min_size`` 0;
 also the fast path with ``mirror``), the time per stage and the mask pixels on which the two
-differ; (e) re-refining each instance alone (median, p90); (f) making a Refiner until the first refined instance, with an empty and with
-a filled model cache. ``--eval`` refines COCO predictions files with both paths and prints AP / AF /
+differ; (e) re-refining each instance alone (median, p90); (f) making a Refiner until the first
+refined instance, with an empty and with a filled model cache. ``--eval`` refines COCO predictions files with both paths and prints AP / AF /
 mIoU side by side.
 """
 
@@ -294,7 +294,8 @@ def bench_end_to_end(image, masks, args) -> dict:
             spent.append(time.perf_counter() - start)
     return {"patches": sum(len(plain.patches(m)) for m in masks), "mode": fast._forward.mode,
             "input_size": fast.config.input_size, "patch_size": fast.config.patch_size,
-            "plain_s": plain_s, "fast_s": fast_s, "mirror_s": mirror_s, "pixels_differ": differ, "pixels_changed": changed,
+            "plain_s": plain_s, "fast_s": fast_s, "mirror_s": mirror_s,
+            "pixels_differ": differ, "pixels_changed": changed,
             "stages_plain": stage_times(plain, image, masks), "stages_fast": stage_times(fast, image, masks),
             "one_plain": one_plain, "one_fast": one_fast, "one_patches": counts}
 
@@ -332,7 +333,8 @@ def print_end_to_end(fig: dict, start_rows, threads: int) -> None:
           f"{fig['input_size']}, {threads} threads; fast = {fig['mode']}")
     print(f"plain fp32 PyTorch {fig['plain_s'] * 1e3:8.0f} ms   fast {fig['fast_s'] * 1e3:6.0f} ms   "
           f"speedup {fig['plain_s'] / fig['fast_s']:.2f}x")
-    print(f"fast with RefinerConfig.mirror {fig['mirror_s'] * 1e3:6.0f} ms ({fig['mirror_s'] / fig['fast_s']:.2f}x fast)")
+    print(f"fast with RefinerConfig.mirror {fig['mirror_s'] * 1e3:6.0f} ms "
+          f"({fig['mirror_s'] / fig['fast_s']:.2f}x fast)")
     patch_pixels = fig["patches"] * fig["patch_size"] ** 2
     print(f"mask pixels differing from plain: {fig['pixels_differ']} ({fig['pixels_differ'] / patch_pixels:.3%} of the "
           f"{patch_pixels} patch pixels; plain refinement changed {fig['pixels_changed']} pixels of the coarse masks)")

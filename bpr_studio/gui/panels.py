@@ -189,7 +189,7 @@ class ViewControls(QtWidgets.QWidget):
     changed = QtCore.pyqtSignal()
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
-    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror")  # RefinerConfig fields set here
+    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror")  # RefinerConfig fields
 
     def __init__(self, config, parent=None):
         """config: the RefinerConfig whose SETTINGS the controls start at (the window's)."""
