@@ -25,8 +25,8 @@ instances (smooth random blobs of varied sizes), it times, in the same run, medi
 in the same run: (d) image in, masks out with ``Refiner.refine`` (all instances, ``min_size`` 0;
 also the fast path with ``mirror``), the time per stage and the mask pixels on which the two
 differ; (e) re-refining each instance alone (median, p90); (f) making a Refiner until the first
-refined instance, with an empty and with a filled model cache. ``--eval`` refines COCO predictions files with both paths and prints AP / AF /
-mIoU side by side.
+refined instance, with an empty and with a filled model cache. ``--eval`` refines COCO
+predictions files with both paths and prints AP / AF / mIoU side by side.
 """
 
 from __future__ import annotations
