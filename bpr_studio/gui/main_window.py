@@ -259,8 +259,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.brush_spin.valueChanged.connect(lambda v: self.canvas.set_brush_radius(v))
         toolbar.addWidget(self.brush_spin)
         # after a click in a box, give the keys back to the canvas (single-letter shortcuts)
-        for spin in (self.brush_spin, self.view_controls.patch_size, self.view_controls.nms_thr,
-                     self.view_controls.min_size, self.view_controls.margin):
+        for spin in (self.brush_spin, *self.view_controls.setting_spins):
             spin.editingFinished.connect(self.canvas.setFocus)
         for combo in (self.view_controls.mode, self.view_controls.color_by, self.view_controls.patches):
             combo.activated.connect(lambda *_: self.canvas.setFocus())

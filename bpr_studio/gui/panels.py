@@ -240,6 +240,7 @@ class ViewControls(QtWidgets.QWidget):
         self.mirror.setToolTip("on: the network also sees every patch mirrored left-right and the two are averaged: "
                                "slightly better boundaries, refinement takes about twice as long. Applies to the "
                                "next refinement")
+        self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin)  # the SETTINGS spin boxes
         self.patch_count = QtWidgets.QLabel("")
         form.addRow(label("Masks", "cycle_masks"), self.mode)
         form.addRow(label("Diff", "diff"), self.diff)
@@ -254,8 +255,7 @@ class ViewControls(QtWidgets.QWidget):
         form.addRow("Margin", self.margin)
         form.addRow("Mirror", self.mirror)
         form.addRow("", self.patch_count)
-        for widget in (self.mode, self.color_by, self.patches, self.opacity, self.patch_size, self.nms_thr,
-                       self.min_size, self.margin):
+        for widget in (self.mode, self.color_by, self.patches, self.opacity, *self.setting_spins):
             widget.setFocusPolicy(Qt.ClickFocus)
         for combo in (self.mode, self.color_by, self.patches):  # a narrow panel leaves the canvas the room
             combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -266,11 +266,9 @@ class ViewControls(QtWidgets.QWidget):
         self.diff.toggled.connect(self.changed)
         self.color_by.currentTextChanged.connect(self.changed)
         self.patches.currentTextChanged.connect(self.patchesChanged)
-        self.patch_size.valueChanged.connect(self.patchesChanged)
-        self.nms_thr.valueChanged.connect(self.patchesChanged)
-        self.min_size.valueChanged.connect(self.patchesChanged)
+        for spin in self.setting_spins:
+            spin.valueChanged.connect(self.patchesChanged)
         self.attached_only.toggled.connect(self.patchesChanged)  # the settings are read together
-        self.margin.valueChanged.connect(self.patchesChanged)
         self.mirror.toggled.connect(self.patchesChanged)
 
     def settings(self) -> dict:
