@@ -170,7 +170,7 @@ def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
 
 def test_mirror_averages_each_patch_with_its_mirror_image(weights, scene):
     """mirror: each patch's logits are the mean of the network's on the patch and, mirrored back, on
-    the patch mirrored left-right; a network that is itself symmetric gives what it gives without."""
+    the patch mirrored left-right (the test network is not symmetric, so this differs from one pass)."""
     image, masks = scene
     plain, mirrored = make_refiner(weights), make_refiner(weights, mirror=True)
     crops = np.ascontiguousarray(image[:32, :32][None].repeat(3, 0)), np.zeros((3, 32, 32), bool)
