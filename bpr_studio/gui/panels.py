@@ -238,8 +238,8 @@ class ViewControls(QtWidgets.QWidget):
         self.mirror = QtWidgets.QCheckBox("also mirrored")
         self.mirror.setChecked(config.mirror)
         self.mirror.setToolTip("on: the network also sees every patch mirrored left-right and the two are averaged: "
-                               "slightly better boundaries, refinement takes about twice as long. Applies to the "
-                               "next refinement")
+                               "slightly better boundaries, the network's work doubles (about 1.5x the whole "
+                               "refinement). Applies to the next refinement")
         self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin)  # the SETTINGS spin boxes
         self.patch_count = QtWidgets.QLabel("")
         form.addRow(label("Masks", "cycle_masks"), self.mode)
