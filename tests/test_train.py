@@ -10,7 +10,7 @@ from bpr_studio.core.model import load_weights
 from bpr_studio.core.patches import boundary_patches, crop_boxes
 from bpr_studio.core.simulate import simulate_instances
 from bpr_studio.core.synth import make_scene
-from bpr_studio.core.train import PatchSet, TrainConfig, image_patches, learning_rate, train
+from bpr_studio.core.train import PatchSet, TrainConfig, TrainInputError, image_patches, learning_rate, train
 
 
 def tiny_patches(n_scenes=2, patch_size=32):
@@ -121,6 +121,35 @@ def test_ignore_band_leaves_out_pixels_near_the_true_boundary(tmp_path):
     back = PatchSet.load(ps.save(tmp_path / "band.npz"))
     assert back.band.tolist() == [2, 2]
     assert PatchSet.concatenate([back, PatchSet(back.images, back.coarse, back.target)]).band.tolist() == [2, 2, 0, 0]
+
+
+def test_patch_files_load_into_one_set_with_their_bands(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = [PatchSet(rng.integers(0, 256, (k, 8, 8, 3), dtype=np.uint8), rng.random((k, 8, 8)) < 0.5,
+                      rng.random((k, 8, 8)) < 0.5).with_band(b) for k, b in ((3, 0), (5, 2))]
+    paths = [part.save(tmp_path / f"p{i}.npz") for i, part in enumerate(parts)]
+    assert [PatchSet.count(path) for path in paths] == [3, 5]
+    whole, expected = PatchSet.load_all(paths), PatchSet.concatenate(parts)
+    for name in ("images", "coarse", "target", "band"):
+        assert np.array_equal(getattr(whole, name), getattr(expected, name)), name
+    PatchSet(np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4), bool), np.zeros((1, 4, 4), bool)).save(tmp_path / "s.npz")
+    with pytest.raises(TrainInputError, match="s.npz: patches of 4 px, expected 8 px"):
+        PatchSet.load_all([paths[0], tmp_path / "s.npz"])
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(TrainInputError, match="bad.npz: not a BPR Studio patch file"):
+        PatchSet.load_all([tmp_path / "bad.npz"])
+
+
+def test_boundary_weight_weighs_up_exact_boundaries_only():
+    from bpr_studio.core.train import loss_weights
+
+    target = np.zeros((2, 16, 16), bool)
+    target[:, :, :8] = True
+    w = loss_weights(target, np.array([0, 2], np.uint8), boundary_weight=4.0)
+    assert (w[0][:, 7:9] == 4.0).all() and (w[0][:, :7] == 1).all() and (w[0][:, 9:] == 1).all()
+    assert (w[1][:, 6:10] == 0).all() and (w[1][:, :6] == 1).all()  # a banded patch keeps its band, no boundary weight
+    with pytest.raises(ValueError, match="boundary_weight"):
+        TrainConfig(boundary_weight=0)
 
 
 def test_image_patches_skip_instances_below_the_minimum_size():

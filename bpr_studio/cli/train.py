@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"patches per iteration (default {TrainConfig.batch_size})")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr,
                         help=f"initial learning rate (default {TrainConfig.lr})")
+    parser.add_argument("--boundary-weight", type=float, default=TrainConfig.boundary_weight,
+                        help="loss weight of the pixels along exact target boundaries (patches without an "
+                             f"ignore band; default {TrainConfig.boundary_weight:g} = plain cross-entropy)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_seconds / 60,
                         help=f"minutes between checkpoints (default {TrainConfig.checkpoint_seconds / 60:g})")
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.quiet:
             print(line, file=sys.stderr)
 
-    sets = [PatchSet.load(p) for p in args.patches]
+    sets = [PatchSet.load_all(args.patches)] if args.patches else []
     triples = _pairs(args)
     if triples:
         from ..io.coco import read_coco, read_coco_results
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if not sets:
         print("bpr-studio train: error: no data; give --annotations and --predictions, or --patches", file=sys.stderr)
         return 2
-    patches = PatchSet.concatenate(sets)
+    patches = sets[0] if len(sets) == 1 else PatchSet.concatenate(sets)
     del sets  # the pieces: held beside the whole for the run, they doubled the memory training needs
     if args.save_patches:
         patches.save(args.save_patches)
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(model=args.model, input_size=args.input_size, iters=args.iters,
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
                          lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
-                         seed=args.seed)
+                         seed=args.seed, boundary_weight=args.boundary_weight)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
     losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,

@@ -97,6 +97,8 @@ class TrainConfig:
     lr, momentum, weight_decay, power, min_lr: SGD and poly schedule. threads: torch CPU threads
     (0 = torch's default). checkpoint_seconds: interval between checkpoints. val_patches: patches
     held out to measure validation IoU at each checkpoint. seed: data order, augmentation, init.
+    boundary_weight: loss weight of the pixels along exact (band 0) target boundaries (1 = plain
+    cross-entropy).
     """
 
     model: str = DEFAULT_MODEL
@@ -113,9 +115,12 @@ class TrainConfig:
     checkpoint_seconds: float = 300.0
     val_patches: int = 256
     seed: int = 0
+    boundary_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown architecture {self.model!r}; expected one of {', '.join(MODELS)}")
         if self.input_size is None:
             self.input_size = MODELS[self.model].input_size
+        if not self.boundary_weight > 0:
+            raise ValueError(f"boundary_weight must be > 0 (1 = plain cross-entropy), got {self.boundary_weight}")

@@ -13,11 +13,12 @@ Polygon annotations (COCO's) are right to 1-3 px, not to the pixel: their patche
 boundary. Such patches teach appearance (shadows, blur, clutter, where not to leak); patches with
 exact masks (``band`` 0, e.g. synthetic scenes) teach where the boundary lies.
 
-Recipe (the reference's): 2-class cross-entropy at input resolution (weighted by the bands above),
-SGD lr 0.01, momentum 0.9, weight decay 5e-4, poly decay with power 0.9 (down to 1e-4), random
-horizontal and vertical flips and photometric distortion (brightness +-32, contrast and saturation x0.5-1.5). The schedule's
-progress is ``max(iteration / iters, elapsed / max_seconds)``, so a run given a time budget still
-ends with a decayed learning rate.
+Recipe (the reference's): 2-class cross-entropy at input resolution (weighted by the bands above;
+``boundary_weight`` optionally weighs up the pixels along exact boundaries), SGD lr 0.01, momentum
+0.9, weight decay 5e-4, poly decay with power 0.9 (down to 1e-4), random horizontal and vertical
+flips and photometric distortion (brightness +-32, contrast and saturation x0.5-1.5). The
+schedule's progress is ``max(iteration / iters, elapsed / max_seconds)``, so a run given a time
+budget still ends with a decayed learning rate.
 
 Checkpoints ``<out>.ckpt`` (model, optimizer, iteration, elapsed time, random states) and the
 weights file ``<out>`` (float16, :func:`bpr_studio.core.model.save_weights`) are written
@@ -31,6 +32,7 @@ import dataclasses
 import math
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -119,6 +121,43 @@ class PatchSet:
             raise TrainInputError(f"{path}: not a BPR Studio patch file ({exc})") from exc
         return cls(images, coarse, target, band)
 
+    @staticmethod
+    def count(path: str | os.PathLike) -> int:
+        """Number of patches in a file written by :meth:`save`, read from its header (no data is loaded).
+        Raises TrainInputError naming the file if it is not one."""
+        try:
+            with zipfile.ZipFile(path) as archive, archive.open("images.npy") as f:
+                version = np.lib.format.read_magic(f)
+                shape = np.lib.format.read_array_header_1_0(f)[0] if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0(f)[0]
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise TrainInputError(f"{path}: not a BPR Studio patch file ({exc})") from exc
+        return int(shape[0])
+
+    @classmethod
+    def load_all(cls, paths: list[str | os.PathLike]) -> "PatchSet":
+        """The patches of several files (:meth:`save`) as one set. The whole is allocated once and
+        the files are read into it one at a time, so the peak memory is the whole plus the largest
+        file, not twice the whole (as loading every file and concatenating would be)."""
+        if not paths:
+            raise TrainInputError("no patch files given")
+        counts = [cls.count(path) for path in paths]
+        first = cls.load(paths[0])
+        p, total = first.images.shape[1], sum(counts)
+        whole = cls(np.empty((total, p, p, 3), np.uint8), np.empty((total, p, p), bool),
+                    np.empty((total, p, p), bool), np.empty(total, np.uint8))
+        start = 0
+        for i, path in enumerate(paths):
+            part = first if i == 0 else cls.load(path)
+            if part.images.shape[1:] != whole.images.shape[1:]:
+                raise TrainInputError(f"{path}: patches of {part.images.shape[1]} px, expected {p} px "
+                                      f"(as in {paths[0]})")
+            end = start + len(part)
+            whole.images[start:end], whole.coarse[start:end] = part.images, part.coarse
+            whole.target[start:end], whole.band[start:end] = part.target, part.band
+            start, first, part = end, None, None
+        return whole
+
 
 def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], pred: np.ndarray,
                   pred_categories: list[int], gt_crowd: list[bool] | None = None,
@@ -168,25 +207,33 @@ def augment(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,
     return np.clip(x, 0, 255).round().astype(np.uint8), coarse, target
 
 
-def loss_weights(target: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Per-pixel loss weights (B, P, P) float32: 0 within ``band[i]`` px (chessboard distance) of the
-    boundary of ``target[i]`` (B, P, P) bool, 1 elsewhere."""
+def loss_weights(target: np.ndarray, band: np.ndarray, boundary_weight: float = 1.0) -> np.ndarray:
+    """Per-pixel loss weights (B, P, P) float32 for targets (B, P, P) bool: 0 within ``band[i]`` px
+    (chessboard distance) of the boundary of ``target[i]``; for exact targets (band 0),
+    ``boundary_weight`` on the pixels that touch the boundary (the 2-px-wide band of pixels with a
+    neighbour of the other value, 8-connected); 1 elsewhere."""
     weights = np.ones(target.shape, np.float32)
-    for i in np.flatnonzero(band):
-        kernel = np.ones((2 * int(band[i]) + 1,) * 2, np.uint8)
+    for i in range(len(target)):
+        if band[i] == 0 and boundary_weight == 1.0:
+            continue
+        width = int(band[i]) if band[i] else 1
+        kernel = np.ones((2 * width + 1,) * 2, np.uint8)
         t = target[i].astype(np.uint8)
-        weights[i][cv2.dilate(t, kernel) != cv2.erode(t, kernel)] = 0.0
+        weights[i][cv2.dilate(t, kernel) != cv2.erode(t, kernel)] = boundary_weight if band[i] == 0 else 0.0
     return weights
 
 
 def batch_tensors(images: np.ndarray, coarse: np.ndarray, target: np.ndarray, input_size: int,
-                  band: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  band: np.ndarray | None = None, boundary_weight: float = 1.0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Network input (B, 4, S, S) float32, target (B, S, S) int64 (1 = foreground) and loss weights
     (B, S, S) float32 (:func:`loss_weights`; all 1 when ``band`` is None), S = input_size; the target
     is resized bilinearly and thresholded at 0.5, the weights by nearest neighbour."""
     x = network_inputs(images, coarse, input_size)
     t = torch.from_numpy(target).unsqueeze(1).float()
-    w = torch.from_numpy(loss_weights(target, band) if band is not None else np.ones(target.shape, np.float32))
+    if band is None:
+        band = np.zeros(len(target), np.uint8)
+    w = torch.from_numpy(loss_weights(target, band, boundary_weight))
     w = w.unsqueeze(1)
     if t.shape[-1] != input_size:
         t = F.interpolate(t, size=(input_size, input_size), mode="bilinear", align_corners=False)
@@ -322,7 +369,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         for group in optimizer.param_groups:
             group["lr"] = lr
         images, coarse, target = augment(patches.images[idx], patches.coarse[idx], patches.target[idx], rng)
-        x, t, w = batch_tensors(images, coarse, target, config.input_size, patches.band[idx])
+        x, t, w = batch_tensors(images, coarse, target, config.input_size, patches.band[idx], config.boundary_weight)
         loss = weighted_loss(model(x), t, w)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
