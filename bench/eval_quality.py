@@ -12,6 +12,11 @@ the validation split of coco_mval (``bpr-studio split`` with its defaults: 132 p
 instances; never trained on), each with simulator seeds 0..N-1. Rows: coarse, each ``--weights`` (default settings of the Refiner), the GrabCut
 baseline (band 3 px), the 2-px boundary oracle. Each figure is the mean over the seeds; "gain/oracle"
 is computed from those means; worse/better are pooled over all instance predictions.
+
+grabcut50's masks leave out a 1-2 px "uncertain" band along the boundary (its README).
+``--grabcut-band-fg`` adds the set "grabcut50 band-fg": the same coarse and refined masks scored
+against the masks with that band counted as foreground (its oracle row uses those masks), to see how
+much a figure depends on where the band is counted.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ def main() -> int:
     parser.add_argument("--mirror", choices=("no", "yes", "both"), default="no",
                         help="RefinerConfig.mirror of the refined rows; both: each row without and with it "
                              "(rows 'WEIGHTS mirror')")
+    parser.add_argument("--grabcut-band-fg", action="store_true",
+                        help="also score grabcut50's rows against its masks with the uncertain band as foreground")
     parser.add_argument("--out", default=None, help="write every per-seed table and the means as JSON")
     args = parser.parse_args()
     names = ["VOC", "grabcut50", "coco_mval val"]
@@ -80,7 +87,9 @@ def main() -> int:
     for set_name, (gt, n_seeds) in sets.items():
         if args.sets and set_name not in args.sets:
             continue
-        tables = []
+        tables, band_fg_tables = [], []
+        band_fg = DATA / "grabcut50" / "annotations_band_fg.json"
+        band_fg_gt = read_coco(band_fg) if set_name == "grabcut50" and args.grabcut_band_fg else None
         for seed in range(n_seeds):
             coarse = (morph_dataset(gt, seed) if args.style == "morph"
                       else simulate_predictions(gt, seed, style=args.style, threshold=args.threshold))
@@ -93,9 +102,15 @@ def main() -> int:
                 rows.append(("grabcut", grabcut_predictions(gt, coarse)))
                 rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))
             tables.append(score_table(gt, rows))
+            if band_fg_gt is not None:
+                fg_rows = [(n, oracle_predictions(band_fg_gt, coarse, 2)) if n == "oracle 2px" else (n, d)
+                           for n, d in rows]
+                band_fg_tables.append(score_table(band_fg_gt, fg_rows))
             print(f"{set_name} seed {seed} done", file=sys.stderr, flush=True)
-        report[set_name] = {"per_seed": tables, "mean": mean_rows(tables)}
-        print_table(f"{set_name} ({args.style}, threshold {args.threshold})", report[set_name]["mean"], tables)
+        for name, per_seed in ((set_name, tables), (set_name + " band-fg", band_fg_tables)):
+            if per_seed:
+                report[name] = {"per_seed": per_seed, "mean": mean_rows(per_seed)}
+                print_table(f"{name} ({args.style}, threshold {args.threshold})", report[name]["mean"], per_seed)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
     return 0
