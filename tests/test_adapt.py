@@ -192,7 +192,7 @@ def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tin
     window.instanceRefined.connect(lambda i, j: refined.append((i, j)))
     with qtbot.waitSignal(window.refineFinished, timeout=120000):
         window.actions["refine_unreviewed"].trigger()
-    assert window._refiner.weights_path == expected
+    assert window.refinement.refiner.weights_path == expected
     assert sorted(refined) == [(0, 2), (2, 2)]
     for (i, j), mask in finals.items():
         inst = session.images[i].instances[j]

@@ -41,7 +41,6 @@ _IN_SHIFT = tuple((m - lm) / ls for m, lm, ls in zip(IMAGENET_MEAN, LITE_MEAN, L
 _BN = dict(eps=1e-3, momentum=0.01)
 # encoder blocks whose outputs the decoder reads: strides 2, 4, 8, 16
 SKIP_BLOCKS = (0, 2, 4, 10)
-WHEEL_FILE = "efficientnet-lite0-57934424.pth"
 
 
 class SameConv2d(nn.Conv2d):

@@ -810,11 +810,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def refining(self) -> bool:
         return self.refinement.refining
 
-    @property
-    def _refiner(self):
-        """The refiner in use (made by the first refinement), or None."""
-        return self.refinement.refiner
-
     def refine_current_image(self) -> None:
         image = self.current_image()
         if image is not None:
