@@ -128,7 +128,7 @@ def test_patch_files_load_into_one_set_with_their_bands(tmp_path):
     parts = [PatchSet(rng.integers(0, 256, (k, 8, 8, 3), dtype=np.uint8), rng.random((k, 8, 8)) < 0.5,
                       rng.random((k, 8, 8)) < 0.5).with_band(b) for k, b in ((3, 0), (5, 2))]
     paths = [part.save(tmp_path / f"p{i}.npz") for i, part in enumerate(parts)]
-    assert [PatchSet.count(path) for path in paths] == [3, 5]
+    assert [PatchSet.shape(path) for path in paths] == [(3, 8, 8, 3), (5, 8, 8, 3)]
     whole, expected = PatchSet.load_all(paths), PatchSet.concatenate(parts)
     for name in ("images", "coarse", "target", "band"):
         assert np.array_equal(getattr(whole, name), getattr(expected, name)), name

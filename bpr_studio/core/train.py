@@ -122,40 +122,41 @@ class PatchSet:
         return cls(images, coarse, target, band)
 
     @staticmethod
-    def count(path: str | os.PathLike) -> int:
-        """Number of patches in a file written by :meth:`save`, read from its header (no data is loaded).
-        Raises TrainInputError naming the file if it is not one."""
+    def shape(path: str | os.PathLike) -> tuple[int, ...]:
+        """Shape (K, P, P, 3) of the images in a file written by :meth:`save`, read from its header
+        (no data is loaded). Raises TrainInputError naming the file if it is not one."""
         try:
             with zipfile.ZipFile(path) as archive, archive.open("images.npy") as f:
                 version = np.lib.format.read_magic(f)
-                shape = np.lib.format.read_array_header_1_0(f)[0] if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0(f)[0]
+                header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)(f)
         except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise TrainInputError(f"{path}: not a BPR Studio patch file ({exc})") from exc
-        return int(shape[0])
+        return tuple(int(n) for n in header[0])
 
     @classmethod
     def load_all(cls, paths: list[str | os.PathLike]) -> "PatchSet":
         """The patches of several files (:meth:`save`) as one set. The whole is allocated once and
         the files are read into it one at a time, so the peak memory is the whole plus the largest
-        file, not twice the whole (as loading every file and concatenating would be)."""
+        file, not twice the whole (as loading every file and concatenating would be). Files of
+        another patch size than the first are refused before anything is loaded."""
         if not paths:
             raise TrainInputError("no patch files given")
-        counts = [cls.count(path) for path in paths]
-        first = cls.load(paths[0])
-        p, total = first.images.shape[1], sum(counts)
+        shapes = [cls.shape(path) for path in paths]
+        for path, shape in zip(paths, shapes):
+            if shape[1:] != shapes[0][1:]:
+                raise TrainInputError(f"{path}: patches of {shape[1]} px, expected {shapes[0][1]} px "
+                                      f"(as in {paths[0]})")
+        total, p = sum(shape[0] for shape in shapes), shapes[0][1]
         whole = cls(np.empty((total, p, p, 3), np.uint8), np.empty((total, p, p), bool),
                     np.empty((total, p, p), bool), np.empty(total, np.uint8))
         start = 0
-        for i, path in enumerate(paths):
-            part = first if i == 0 else cls.load(path)
-            if part.images.shape[1:] != whole.images.shape[1:]:
-                raise TrainInputError(f"{path}: patches of {part.images.shape[1]} px, expected {p} px "
-                                      f"(as in {paths[0]})")
+        for path in paths:
+            part = cls.load(path)
             end = start + len(part)
             whole.images[start:end], whole.coarse[start:end] = part.images, part.coarse
             whole.target[start:end], whole.band[start:end] = part.target, part.band
-            start, first, part = end, None, None
+            start = end
         return whole
 
 
@@ -227,8 +228,8 @@ def batch_tensors(images: np.ndarray, coarse: np.ndarray, target: np.ndarray, in
                   band: np.ndarray | None = None, boundary_weight: float = 1.0
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Network input (B, 4, S, S) float32, target (B, S, S) int64 (1 = foreground) and loss weights
-    (B, S, S) float32 (:func:`loss_weights`; all 1 when ``band`` is None), S = input_size; the target
-    is resized bilinearly and thresholded at 0.5, the weights by nearest neighbour."""
+    (B, S, S) float32 (:func:`loss_weights`; ``band`` None = every target exact), S = input_size;
+    the target is resized bilinearly and thresholded at 0.5, the weights by nearest neighbour."""
     x = network_inputs(images, coarse, input_size)
     t = torch.from_numpy(target).unsqueeze(1).float()
     if band is None:
