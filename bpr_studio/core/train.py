@@ -124,7 +124,9 @@ class PatchSet:
     @staticmethod
     def shape(path: str | os.PathLike) -> tuple[int, ...]:
         """Shape (K, P, P, 3) of the images in a file written by :meth:`save`, read from its header
-        (no data is loaded). Raises TrainInputError naming the file if it is not one."""
+        (no data is loaded). Raises FileNotFoundError or TrainInputError naming the file."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: patch file not found")
         try:
             with zipfile.ZipFile(path) as archive, archive.open("images.npy") as f:
                 version = np.lib.format.read_magic(f)
