@@ -64,3 +64,24 @@ def test_inner_parts_add_edges_inside_objects():
         with_parts.append(_inner_edge_share(image, masks))
         without.append(_inner_edge_share(*make_scene(np.random.default_rng([8, i]), 200, 240)[:2]))
     assert np.mean(with_parts) > 1.5 * np.mean(without)
+
+
+def test_edge_coverage_leaves_mixed_edge_pixels_out_of_every_mask():
+    for i in range(4):
+        image, masks, _ = make_scene(np.random.default_rng([9, i]), 200, 240)
+        same, inner, _ = make_scene(np.random.default_rng([9, i]), 200, 240, edge_coverage=0.75)
+        assert np.array_equal(image, same)  # only the ground truth changes
+        assert len(inner) <= len(masks) and np.stack(inner).sum(axis=0).max() == 1
+        union, inner_union = np.any(masks, axis=0), np.any(inner, axis=0)
+        assert not (inner_union & ~union).any() and inner_union.sum() < union.sum()
+        # what is lost lies along the boundaries: within three pixels of the background or another instance
+        lost = union & ~inner_union
+        labels = np.argmax(np.stack([~union] + masks), axis=0).astype(np.uint8)
+        near = cv2.dilate(labels, np.ones((7, 7), np.uint8)) != cv2.erode(labels, np.ones((7, 7), np.uint8))
+        assert near[lost].all()
+
+
+def test_cli_refuses_an_edge_coverage_below_one_half(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "s"), "--images", "1", "--edge-coverage", "0.3"]) != 0
+    assert "--edge-coverage must be in [0.5, 1), got 0.3" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

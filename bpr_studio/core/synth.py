@@ -8,8 +8,8 @@ figure-like unions of ellipses, holes, and occlusion by the objects painted late
 ``parts``, an object also gets inner parts: patches of another appearance inside it (windows,
 stripes, clothing), so that strong edges inside an object are not taken for its boundary. Shapes are
 drawn at twice the resolution and area-averaged, so edges are anti-aliased like a camera's; the
-ground truth is that coverage thresholded at 0.5. The image is then slightly blurred, noised and
-JPEG-compressed.
+ground truth is that coverage thresholded at ``edge_coverage`` (0.5 by default). The image is then
+slightly blurred, noised and JPEG-compressed.
 
 Only images that ship inside the scikit-image wheel are used (no download).
 """
@@ -169,13 +169,15 @@ def _shape(rng: np.random.Generator, kind: int, size: int) -> np.ndarray:
 
 
 def make_scene(rng: np.random.Generator, height: int | None = None, width: int | None = None,
-               max_objects: int = 6, min_area: int = 64,
-               parts: float = 0.0) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+               max_objects: int = 6, min_area: int = 64, parts: float = 0.0,
+               edge_coverage: float = 0.5) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
     """One synthetic scene.
 
     rng: the random source. height, width: image size in pixels (random in 240-420 when None).
     parts: probability that an object gets inner parts of another appearance (``bpr-studio synth``
     uses 0.5; 0 draws no random numbers for them, so scenes of earlier sets are reproduced exactly).
+    edge_coverage: in [0.5, 1): the share of an edge pixel an object must cover to own it; above 0.5,
+    mixed edge pixels of an object against what lies behind it belong to neither (the image is the same).
     Returns (image (H, W, 3) uint8 RGB, masks: list of (H, W) bool, category ids: list of int from
     :data:`CATEGORIES`); masks are exact (the visible part of each object after occlusion) and
     each has at least ``min_area`` pixels.
@@ -189,8 +191,8 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     for _ in range(int(rng.integers(1, max_objects + 1))):
         kind = int(rng.integers(1, 6))
         coverage = _paint(canvas, rng, kind, canvas if rng.random() < 0.15 else None, parts)
-        visible = coverage >= 0.5
-        masks = [m & ~visible for m in masks]
+        visible = coverage >= edge_coverage
+        masks = [m & (coverage < 1.0 - edge_coverage) for m in masks]  # what it leaves of those behind
         masks.append(visible)
         kinds.append(kind)
     image = canvas
