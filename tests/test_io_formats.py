@@ -27,6 +27,31 @@ def test_guesses_each_format(mini_dataset, tmp_path):
     assert [len(r.instances) for r in load_dataset(tmp_path / "cs").images] == [2, 4, 3]
 
 
+def test_folder_guess_reads_the_json_files_in_it(mini_dataset, tmp_path):
+    from bpr_studio import RESOURCES
+
+    # the shipped demo: a COCO annotations file beside a COCO results list and an images/ folder
+    assert guess_format(RESOURCES / "demo") == "coco"
+    assert sum(len(r.instances) for r in load_dataset(RESOURCES / "demo").images) == 12
+    coco = tmp_path / "coco"
+    shutil.copytree(mini_dataset / "data_dataset_coco", coco)
+    (coco / "results.json").write_text("[]")
+    assert guess_format(coco) == "coco"
+    # a labelme file beside a COCO file: the folder is labelme
+    shutil.copy(mini_dataset / "data_annotated" / "scene_1.json", coco / "scene_1.json")
+    assert guess_format(coco) == "labelme"
+    (coco / "scene_1.json").unlink()
+    shutil.copy(coco / "annotations.json", coco / "other.json")
+    with pytest.raises(DatasetError, match="2 COCO files found .annotations.json, other.json.; name one"):
+        load_dataset(coco)
+    # the only COCO file truncated: an error naming it, not the bare images without their masks
+    (coco / "other.json").unlink()
+    (coco / "annotations.json").write_text('{"images": [')
+    assert guess_format(coco) == "labelme"
+    with pytest.raises(DatasetError, match="no readable COCO annotations file; .*annotations.json: not valid JSON"):
+        load_dataset(coco, format="coco")
+
+
 def test_coco_with_images_folder_and_predictions(mini_dataset, tmp_path):
     images = mini_dataset / "data_dataset_coco" / "JPEGImages"
     gt = load_dataset(mini_dataset / "data_dataset_coco" / "annotations.json")

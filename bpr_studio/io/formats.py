@@ -19,8 +19,9 @@ def guess_format(path: str | Path) -> str:
 
     A JSON file with an 'images' list is COCO, one with 'shapes' is labelme. A folder with
     ``gtFine/`` or ``leftImg8bit/`` (or ``*_gtFine_instanceIds.png`` files) is Cityscapes; a
-    folder with labelme JSON files, or only images, is labelme; a folder whose one JSON file is a
-    COCO file is COCO.
+    folder whose JSON files (directly in it) include a COCO annotations file and no labelme file
+    is COCO (a COCO results list beside it, such as ``predictions.json``, does not count); any
+    other folder is labelme (labelme JSON files, or only images).
     """
     path = Path(path)
     if path.is_file():
@@ -34,14 +35,29 @@ def guess_format(path: str | Path) -> str:
         raise DatasetError(f"{path}: dataset file or folder not found")
     if (path / "gtFine").is_dir() or (path / "leftImg8bit").is_dir() or next(path.rglob("*_gtFine_instanceIds.png"), None):
         return "cityscapes"
-    jsons = sorted(path.glob("*.json"))
-    if len(jsons) == 1:
+    coco = False
+    for _, data in _json_objects(path):
+        if isinstance(data.get("shapes"), list):
+            return "labelme"
+        coco = coco or isinstance(data.get("images"), list)
+    return "coco" if coco else "labelme"
+
+
+def _json_objects(folder: Path, problems: list | None = None):
+    """Yield ``(path, object)`` for each JSON file directly in ``folder`` whose top level is an object.
+
+    JSON lists (COCO results) are passed over; so are unreadable files, whose messages are
+    appended to ``problems`` when it is a list.
+    """
+    for json_path in sorted(folder.glob("*.json")):
         try:
-            if isinstance(read_json(jsons[0], dict).get("images"), list):
-                return "coco"
-        except DatasetError:
-            pass
-    return "labelme"
+            data = read_json(json_path, object)
+        except DatasetError as exc:
+            if problems is not None:
+                problems.append(str(exc))
+            continue
+        if isinstance(data, dict):
+            yield json_path, data
 
 
 def coco_files(path: Path, annotations) -> tuple[Path | None, Path | None]:
@@ -50,12 +66,14 @@ def coco_files(path: Path, annotations) -> tuple[Path | None, Path | None]:
         return Path(annotations), (path if path.is_dir() else None)
     if path.is_file():
         return path, None
-    jsons = sorted(path.glob("*.json"))
-    coco = [j for j in jsons if isinstance(read_json(j, dict).get("images"), list)] if jsons else []
+    unreadable = []
+    coco = [j for j, data in _json_objects(path, unreadable) if isinstance(data.get("images"), list)]
     if len(coco) == 1:
         return coco[0], None
     if len(coco) > 1:
         raise DatasetError(f"{path}: {len(coco)} COCO files found ({', '.join(j.name for j in coco)}); name one")
+    if unreadable:  # the annotations may be the unreadable file: loading the bare images would hide that
+        raise DatasetError(f"{path}: no readable COCO annotations file; {'; '.join(unreadable)}")
     return None, path
 
 
