@@ -100,6 +100,11 @@ def test_eval_cli_prints_a_table_with_the_oracle(simulated, tmp_path):
     assert [r["name"] for r in rows] == ["coarse.json", "oracle.json", "oracle 2px of coarse.json"]
     assert rows[1]["af"] == pytest.approx(rows[2]["af"]) and rows[1]["af"] > rows[0]["af"]
     assert rows[2]["worse"] == 0.0 and rows[2]["miou"] > rows[0]["miou"]
+    assert [r.get("oracle") for r in rows] == [None, None, 2]
+    # the flag repeated, as train's --predictions is, keeps every file (it used to keep the last only);
+    # a predictions file named oracle*.json is not taken for an oracle row (that used to crash the table)
+    repeated = _eval_rows(ann, tmp_path, "--predictions", str(coarse), "--predictions", str(oracle))
+    assert [(r["name"], "oracle" in r) for r in repeated] == [("coarse.json", False), ("oracle.json", False)]
 
 
 def test_signed_area_error_and_far_boundary_pixels():

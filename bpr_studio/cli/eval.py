@@ -11,8 +11,9 @@ from . import add_refiner_arguments, refiner_config
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="COCO ground-truth JSON")
     parser.add_argument("--images", default=None, help="folder the images' file names are relative to")
-    parser.add_argument("--predictions", nargs="+", required=True,
-                        help="COCO results JSON files; the first is the baseline the others are compared with")
+    parser.add_argument("--predictions", nargs="+", action="extend", required=True,
+                        help="COCO results JSON files (several after one flag, or the flag repeated); the first "
+                             "is the baseline the others are compared with")
     parser.add_argument("--refine", nargs="?", const="default", action="append", default=[], metavar="WEIGHTS",
                         help="add a row: the first predictions refined with BPR (the shipped model, or WEIGHTS); "
                              "repeat to compare models")
@@ -31,16 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_table(table: list[dict]) -> str:
     """The table as aligned text; columns in percent; 'gain/oracle' = share of the oracle's gain over
-    the first row (AP and AF) that each row achieves, when an oracle row is present (the 2-px one
-    if there is one)."""
+    the first row (AP and AF) that each row achieves, when an oracle row (one with an ``oracle``
+    key, its distance in px) is present: the 2-px one if there is one."""
     from ..pipeline.datasets import AP_KEYS
 
-    oracles = [r for r in table if r["name"].startswith("oracle")]
-    oracle = next((r for r in oracles if r["name"].startswith("oracle 2px")), oracles[0] if oracles else None)
+    oracles = [r for r in table if "oracle" in r]
+    oracle = next((r for r in oracles if r["oracle"] == 2), oracles[0] if oracles else None)
     head = ["predictions", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AF", "mIoU", "area err", "far>5px",
             "worse>1pt", "better>1pt"]
     if oracle is not None:
-        which = oracle["name"].split()[1]
+        which = f"{oracle['oracle']:g}px"
         head += [f"AP gain/oracle {which}", f"AF gain/oracle {which}"]
     lines = [head]
     base = table[0]
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     for dist in args.oracle:
         rows.append((f"oracle {dist:g}px of {first_name}", oracle_predictions(ground_truth, first, dist)))
     table = score_table(ground_truth, rows)
+    for row, dist in zip(table[len(table) - len(args.oracle):], args.oracle):
+        row["oracle"] = dist
     n = table[0]["instances"]
     print(f"{args.annotations}: {len(ground_truth.images)} images, {n} ground-truth instances "
           f"(AP: COCO mask AP; AF: boundary F-score, 1 px, over IoU 0.50:0.95; mIoU: best IoU per instance; "
