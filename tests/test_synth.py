@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from bpr_studio.cli import main
 from bpr_studio.core.synth import CATEGORIES, make_scene
@@ -84,4 +85,10 @@ def test_edge_coverage_leaves_mixed_edge_pixels_out_of_every_mask():
 def test_cli_refuses_an_edge_coverage_below_one_half(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "s"), "--images", "1", "--edge-coverage", "0.3"]) != 0
     assert "--edge-coverage must be in [0.5, 1), got 0.3" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    # the library refuses too: below one half an edge pixel could belong to two masks
+    with pytest.raises(ValueError, match="edge_coverage must be in"):
+        make_scene(np.random.default_rng(0), edge_coverage=0.3)
+    with pytest.raises(ValueError, match="parts must be a probability"):
+        make_scene(np.random.default_rng(0), parts=1.5)
     assert not (tmp_path / "s").exists()

@@ -182,6 +182,10 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     :data:`CATEGORIES`); masks are exact (the visible part of each object after occlusion) and
     each has at least ``min_area`` pixels.
     """
+    if not 0.0 <= parts <= 1.0:
+        raise ValueError(f"parts must be a probability in [0, 1], got {parts}")
+    if not 0.5 <= edge_coverage < 1.0:  # below one half, an edge pixel could belong to two masks
+        raise ValueError(f"edge_coverage must be in [0.5, 1), got {edge_coverage}")
     height = height or int(rng.integers(240, 421))
     width = width or int(rng.integers(240, 421))
     canvas = _appearance(rng, height, width)
