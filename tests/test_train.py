@@ -152,6 +152,27 @@ def test_boundary_weight_weighs_up_exact_boundaries_only():
         TrainConfig(boundary_weight=0)
 
 
+def test_mask_jitter_moves_the_coarse_boundary_by_one_pixel_only():
+    from bpr_studio.core.train import augment
+
+    images = np.full((64, 16, 16, 3), 128, np.uint8)
+    coarse = np.zeros((64, 16, 16), bool)
+    coarse[:, 4:12, 4:12] = True
+    target = coarse.copy()
+    rng = np.random.default_rng(0)
+    _, plain, _ = augment(images, coarse, target, np.random.default_rng(0))
+    assert (plain == coarse).all()  # a centred square: flips leave it as it is
+    _, moved, kept = augment(images, coarse, target, rng, mask_jitter=1.0)
+    assert (kept == target).all()  # the target is never jittered
+    areas = moved.sum(axis=(1, 2))
+    # 8x8 = 64 px; dilated by a 3x3 cross: 64 + 4 * 8 = 96; eroded: 6x6 = 36; both happen
+    assert set(areas.tolist()) == {36, 96}
+    _, half, _ = augment(images, coarse, target, np.random.default_rng(1), mask_jitter=0.5)
+    assert 0 < (half.sum(axis=(1, 2)) == 64).sum() < 64
+    with pytest.raises(ValueError, match="mask_jitter"):
+        TrainConfig(mask_jitter=1.5)
+
+
 def test_image_patches_skip_instances_below_the_minimum_size():
     image = np.zeros((200, 200, 3), np.uint8)
     gt = np.zeros((2, 200, 200), bool)

@@ -98,7 +98,8 @@ class TrainConfig:
     (0 = torch's default). checkpoint_seconds: interval between checkpoints. val_patches: patches
     held out to measure validation IoU at each checkpoint. seed: data order, augmentation, init.
     boundary_weight: loss weight of the pixels along exact (band 0) target boundaries (1 = plain
-    cross-entropy).
+    cross-entropy). mask_jitter: share of the coarse mask patches dilated or eroded by 1 px in
+    augmentation (core.train.augment; 0 = none).
     """
 
     model: str = DEFAULT_MODEL
@@ -116,6 +117,7 @@ class TrainConfig:
     val_patches: int = 256
     seed: int = 0
     boundary_weight: float = 1.0
+    mask_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -124,3 +126,5 @@ class TrainConfig:
             self.input_size = MODELS[self.model].input_size
         if not self.boundary_weight > 0:
             raise ValueError(f"boundary_weight must be > 0 (1 = plain cross-entropy), got {self.boundary_weight}")
+        if not 0.0 <= self.mask_jitter <= 1.0:
+            raise ValueError(f"mask_jitter must be a share in [0, 1], got {self.mask_jitter}")
