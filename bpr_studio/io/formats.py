@@ -33,14 +33,29 @@ def guess_format(path: str | Path) -> str:
         raise DatasetError(f"{path}: neither a COCO file ('images') nor a labelme file ('shapes')")
     if not path.is_dir():
         raise DatasetError(f"{path}: dataset file or folder not found")
-    if (path / "gtFine").is_dir() or (path / "leftImg8bit").is_dir() or next(path.rglob("*_gtFine_instanceIds.png"), None):
-        return "cityscapes"
-    coco = False
-    for _, data in _json_objects(path):
-        if isinstance(data.get("shapes"), list):
-            return "labelme"
-        coco = coco or isinstance(data.get("images"), list)
-    return "coco" if coco else "labelme"
+    return _folder_format(path)[0]
+
+
+def _folder_format(folder: Path) -> tuple[str, list[Path], list[str]]:
+    """(guess_format of ``folder``, its COCO annotations files, messages of its unreadable JSON files)."""
+    if ((folder / "gtFine").is_dir() or (folder / "leftImg8bit").is_dir()
+            or next(folder.rglob("*_gtFine_instanceIds.png"), None)):
+        return "cityscapes", [], []
+    labelme, coco, unreadable = _scan_folder(folder, stop_at_labelme=True)
+    return ("coco" if coco and not labelme else "labelme"), coco, unreadable
+
+
+def _scan_folder(folder: Path, stop_at_labelme: bool) -> tuple[bool, list[Path], list[str]]:
+    """(a labelme file was found, the COCO annotations files, messages of unreadable JSON files) of
+    the JSON files directly in ``folder``; with ``stop_at_labelme`` the scan ends at the first
+    labelme file (a labelme folder's files are then not all read twice)."""
+    coco, unreadable = [], []
+    for json_path, data in _json_objects(folder, unreadable):
+        if stop_at_labelme and isinstance(data.get("shapes"), list):
+            return True, coco, unreadable
+        if isinstance(data.get("images"), list):
+            coco.append(json_path)
+    return False, coco, unreadable
 
 
 def _json_objects(folder: Path, problems: list | None = None):
@@ -60,14 +75,30 @@ def _json_objects(folder: Path, problems: list | None = None):
             yield json_path, data
 
 
+def dataset_files(path: str | Path, format: str | None = None,
+                  annotations: str | Path | None = None) -> tuple[str, Path | None, Path | None]:
+    """(format, COCO annotations file or None, images folder or None) that load_dataset reads ``path``
+    from; format None is guessed (see guess_format). A folder's JSON files are read once for both."""
+    path = Path(path)
+    if format is None and annotations is None and path.is_dir():
+        format, coco, unreadable = _folder_format(path)
+        return (format, *_coco_files_of_folder(path, coco, unreadable)) if format == "coco" else (format, None, None)
+    format = format or ("coco" if annotations is not None else guess_format(path))
+    return (format, *coco_files(path, annotations)) if format == "coco" else (format, None, None)
+
+
 def coco_files(path: Path, annotations) -> tuple[Path | None, Path | None]:
     """(annotations file or None, images folder or None) that load_dataset reads a COCO ``path`` from."""
     if annotations is not None:
         return Path(annotations), (path if path.is_dir() else None)
     if path.is_file():
         return path, None
-    unreadable = []
-    coco = [j for j, data in _json_objects(path, unreadable) if isinstance(data.get("images"), list)]
+    _, coco, unreadable = _scan_folder(path, stop_at_labelme=False)
+    return _coco_files_of_folder(path, coco, unreadable)
+
+
+def _coco_files_of_folder(path: Path, coco: list[Path], unreadable: list[str]) -> tuple[Path | None, Path | None]:
+    """coco_files of a folder whose COCO annotations files and unreadable JSON files are known."""
     if len(coco) == 1:
         return coco[0], None
     if len(coco) > 1:
@@ -94,9 +125,8 @@ def load_dataset(path: str | Path, format: str | None = None, annotations: str |
     (cityscapes: ``split``).
     """
     path = Path(path)
-    format = format or ("coco" if annotations is not None else guess_format(path))
+    format, ann_file, images_dir = dataset_files(path, format, annotations)
     if format == "coco":
-        ann_file, images_dir = coco_files(path, annotations)
         from .coco import images_from_folder, read_coco
         if ann_file is None:
             dataset = images_from_folder(images_dir, errors=errors, progress=progress)

@@ -768,10 +768,12 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
     are left out, and kept in ``session.load_problems``); None raises DatasetError at the first
     one. save: False keeps the session in memory only (no session file is read or written).
     """
-    from ..io.formats import coco_files, guess_format, load_dataset
+    from ..io.formats import dataset_files, load_dataset
     from .store import default_session_path
 
     problems = None if errors is None else []
+    format, ann_file, images_dir = dataset_files(path, format, annotations)
+    annotations = annotations if ann_file is None else ann_file  # the folder's JSON files are not read again
     dataset = load_dataset(path, format=format, annotations=annotations, predictions=predictions, errors=problems)
     ground_truth = None
     if predictions is not None:
@@ -783,8 +785,6 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
             ground_truth = None
     if session_path is None and save:
         session_path = default_session_path(path, predictions)
-    format = format or ("coco" if annotations is not None else guess_format(path))
-    ann_file, images_dir = coco_files(Path(path), annotations) if format == "coco" else (None, None)
     source = DatasetSource(Path(path).resolve(), format, ann_file and Path(ann_file).resolve(),
                            images_dir and Path(images_dir).resolve(),
                            None if predictions is None else Path(predictions).resolve())
