@@ -169,8 +169,14 @@ def test_mask_jitter_moves_the_coarse_boundary_by_one_pixel_only():
     assert set(areas.tolist()) == {36, 96}
     _, half, _ = augment(images, coarse, target, np.random.default_rng(1), mask_jitter=0.5)
     assert 0 < (half.sum(axis=(1, 2)) == 64).sum() < 64
+    # up to 2 px: grown twice by a cross, two rows along each side and one pixel at each corner;
+    # shrunk twice, a 4x4 square
+    _, far, _ = augment(images, coarse, target, np.random.default_rng(2), mask_jitter=1.0, mask_jitter_px=2)
+    assert set(far.sum(axis=(1, 2)).tolist()) == {16, 36, 96, 64 + 4 * 2 * 8 + 4}
     with pytest.raises(ValueError, match="mask_jitter"):
         TrainConfig(mask_jitter=1.5)
+    with pytest.raises(ValueError, match="mask_jitter_px"):
+        TrainConfig(mask_jitter_px=0)
 
 
 def test_image_patches_skip_instances_below_the_minimum_size():

@@ -47,8 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="loss weight of the pixels along exact target boundaries (patches without an "
                              f"ignore band; default {TrainConfig.boundary_weight:g} = plain cross-entropy)")
     parser.add_argument("--mask-jitter", type=float, default=TrainConfig.mask_jitter,
-                        help="share of the coarse mask patches dilated or eroded by 1 px in augmentation, so the "
+                        help="share of the coarse mask patches dilated or eroded in augmentation, so the "
                              "network does not trust the coarse boundary to the pixel (default 0: none)")
+    parser.add_argument("--mask-jitter-px", type=int, default=TrainConfig.mask_jitter_px,
+                        help="largest dilation or erosion of --mask-jitter, in px; each jittered patch draws "
+                             f"1 to this many (default {TrainConfig.mask_jitter_px})")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_seconds / 60,
                         help=f"minutes between checkpoints (default {TrainConfig.checkpoint_seconds / 60:g})")
@@ -121,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(model=args.model, input_size=args.input_size, iters=args.iters,
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
                          lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
-                         seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter)
+                         seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter,
+                         mask_jitter_px=args.mask_jitter_px)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
     losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,

@@ -98,8 +98,8 @@ class TrainConfig:
     (0 = torch's default). checkpoint_seconds: interval between checkpoints. val_patches: patches
     held out to measure validation IoU at each checkpoint. seed: data order, augmentation, init.
     boundary_weight: loss weight of the pixels along exact (band 0) target boundaries (1 = plain
-    cross-entropy). mask_jitter: share of the coarse mask patches dilated or eroded by 1 px in
-    augmentation (core.train.augment; 0 = none).
+    cross-entropy). mask_jitter: share of the coarse mask patches dilated or eroded in augmentation
+    (core.train.augment; 0 = none), by 1 to mask_jitter_px px.
     """
 
     model: str = DEFAULT_MODEL
@@ -118,6 +118,7 @@ class TrainConfig:
     seed: int = 0
     boundary_weight: float = 1.0
     mask_jitter: float = 0.0
+    mask_jitter_px: int = 1
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -128,3 +129,5 @@ class TrainConfig:
             raise ValueError(f"boundary_weight must be > 0 (1 = plain cross-entropy), got {self.boundary_weight}")
         if not 0.0 <= self.mask_jitter <= 1.0:
             raise ValueError(f"mask_jitter must be a share in [0, 1], got {self.mask_jitter}")
+        if self.mask_jitter_px < 1:
+            raise ValueError(f"mask_jitter_px must be at least 1 px, got {self.mask_jitter_px}")

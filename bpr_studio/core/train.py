@@ -186,14 +186,16 @@ def image_patches(image: np.ndarray, gt: np.ndarray, gt_categories: list[int], p
 
 
 def augment(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,
-            rng: np.random.Generator, mask_jitter: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rng: np.random.Generator, mask_jitter: float = 0.0,
+            mask_jitter_px: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random flips and photometric distortion of a batch; with ``mask_jitter`` > 0, that share of
-    the coarse mask patches is also dilated or eroded (even odds) by 1 px (3x3 cross), so that the
-    network cannot take the coarse boundary's position to the pixel for the true one.
+    the coarse mask patches is also dilated or eroded (even odds) by 1 to ``mask_jitter_px`` px
+    (uniform; a 3x3 cross applied that many times), so that the network cannot take the coarse
+    boundary's position to the pixel for the true one.
 
     images: (B, P, P, 3) uint8; coarse, target: (B, P, P) bool. Returns new arrays of the same
-    shapes and dtypes. With ``mask_jitter`` 0 no random numbers are drawn for it (earlier runs
-    are reproduced exactly).
+    shapes and dtypes. With ``mask_jitter`` 0 no random numbers are drawn for it, and with
+    ``mask_jitter_px`` 1 none for the radius (earlier runs are reproduced exactly).
     """
     b = len(images)
     images, coarse, target = images.copy(), coarse.copy(), target.copy()
@@ -213,10 +215,12 @@ def augment(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,
     if mask_jitter > 0:
         jitter = rng.random(b) < mask_jitter
         grow = rng.random(b) < 0.5
+        radius = rng.integers(1, mask_jitter_px + 1, b) if mask_jitter_px > 1 else np.ones(b, int)
         cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
         for i in np.flatnonzero(jitter):
             change = cv2.dilate if grow[i] else cv2.erode
-            coarse[i] = change(coarse[i].view(np.uint8), cross, borderType=cv2.BORDER_REPLICATE).view(bool)
+            coarse[i] = change(coarse[i].view(np.uint8), cross, iterations=int(radius[i]),
+                               borderType=cv2.BORDER_REPLICATE).view(bool)
     return np.clip(x, 0, 255).round().astype(np.uint8), coarse, target
 
 
@@ -382,7 +386,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         for group in optimizer.param_groups:
             group["lr"] = lr
         images, coarse, target = augment(patches.images[idx], patches.coarse[idx], patches.target[idx], rng,
-                                         config.mask_jitter)
+                                         config.mask_jitter, config.mask_jitter_px)
         x, t, w = batch_tensors(images, coarse, target, config.input_size, patches.band[idx], config.boundary_weight)
         loss = weighted_loss(model(x), t, w)
         optimizer.zero_grad(set_to_none=True)
