@@ -56,3 +56,10 @@ def test_attaching_another_session_forgets_and_disconnects(tmp_path, scene):
     assert model.records == {} and model.queue == [] and model.session is None
     first.events.changed.emit(SessionEvent("refined", 0, 0))  # no longer followed
     assert model.records == {}
+
+
+def test_summary_without_ground_truth_says_why_there_is_no_iou_change(tmp_path, scene):
+    model = InspectModel()
+    model.attach(make_session(tmp_path, scene, ground_truth=False))
+    model.measure_next()
+    assert model.summary() == "2 instances, 2 refined; no ground truth, so no IoU change"

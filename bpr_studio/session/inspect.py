@@ -117,7 +117,11 @@ class InspectModel:
         worse = sum(1 for q in records if q.iou_change is not None and q.iou_change < 0)
         measured = sum(1 for q in records if q.iou_change is not None)
         refined = sum(1 for q in records if q.changed_share is not None)
-        text = f"{len(records)} instances, {refined} refined, {measured} with IoU change, {worse} worse"
+        text = f"{len(records)} instances, {refined} refined"
+        if any(q.iou_before is not None for q in records):
+            text += f", {measured} with IoU change, {worse} worse"
+        else:
+            text += "; no ground truth, so no IoU change"
         if self.problems:
             text += f"\n{len(self.problems)} not measured: {self.problems[0]}"
         return text
