@@ -178,3 +178,14 @@ def test_a_new_session_is_measured_when_the_window_shows_it(qtbot, tmp_path, sce
     window.imageChanged.emit(0)
     qtbot.waitUntil(lambda: panel.pending == 0 and len(panel.records) == 2, timeout=5000)
     assert panel.stack.currentIndex() == 1
+
+
+def test_an_instance_selected_while_the_panel_is_hidden_shows_when_it_is_shown(qtbot, tmp_path, scene):
+    window, panel = open_window(qtbot, make_session(tmp_path, scene))
+    dock = window.findChild(QtWidgets.QDockWidget)
+    dock.hide()  # as behind another tab, or before the window is first shown
+    window.instanceSelected.emit(0, 1)
+    assert panel.selected is None
+    dock.show()
+    qtbot.waitUntil(panel.isVisible, timeout=2000)
+    assert panel.selected == (0, 1) and len(panel.gallery.rows) == len(scene.boxes[1])

@@ -197,6 +197,7 @@ class InspectPanel(QtWidgets.QWidget):
         self.main_window = window
         self.model = InspectModel(on_update=self._instance_measured)
         self.selected: tuple[int, int] | None = None
+        self._hidden_selection: tuple[int, int] | None = None  # selected in the window while this was hidden
         self._updated: set[tuple[int, int]] = set()
         self._work_timer = QtCore.QTimer(self, interval=0)
         self._work_timer.timeout.connect(self._measure_next)
@@ -250,6 +251,13 @@ class InspectPanel(QtWidgets.QWidget):
         self.main_window.instanceSelected.connect(self.follow_selection)
         self.refresh()
 
+    def showEvent(self, event) -> None:
+        """Shown (its tab raised): show the instance the window selected while this was hidden."""
+        super().showEvent(event)
+        if self._hidden_selection is not None:
+            selection, self._hidden_selection = self._hidden_selection, None
+            self.follow_selection(*selection)
+
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         height = self.splitter.height()
@@ -278,7 +286,7 @@ class InspectPanel(QtWidgets.QWidget):
     def refresh(self) -> None:
         """Measure every instance of the session again (after opening a dataset or loading ground
         truth): one image per event-loop turn, so the window stays responsive on large datasets."""
-        self.selected = None
+        self.selected = self._hidden_selection = None
         self.gallery.show_message(GALLERY_HINT)
         self.model.attach(self._session())
         self.redraw()
@@ -350,7 +358,10 @@ class InspectPanel(QtWidgets.QWidget):
 
     def follow_selection(self, image_index: int, instance_index: int) -> None:
         """The window selected an instance (canvas, table or keys): ring its dot and show its gallery."""
-        if self.selected == (image_index, instance_index) or not self.isVisible():
+        if not self.isVisible():  # drawn when shown (showEvent)
+            self._hidden_selection = (image_index, instance_index)
+            return
+        if self.selected == (image_index, instance_index):
             return
         self.selected = (image_index, instance_index)
         if self.stack.currentIndex() == 1:  # the scatter is shown (a matplotlib redraw takes a while)
