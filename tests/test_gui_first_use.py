@@ -8,6 +8,7 @@ import pytest
 from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
+from bpr_studio.gui.main_window import MainWindow
 from test_gui import SlowRefiner, _press_key, _window
 
 
@@ -270,3 +271,39 @@ def test_toolbar_icons_tooltips_and_help(qtbot, labelme_copy):
     # the Inspect dock is a tab beside the instance list, which stays in front
     inspect = [d for d in window.findChildren(QtWidgets.QDockWidget) if d.windowTitle() == "Inspect"][0]
     assert window.tabifiedDockWidgets(window.instance_dock) == [inspect]
+
+
+def test_the_window_layout_is_remembered_and_can_be_reset(qtbot, tmp_path):
+    settings = QtCore.QSettings(str(tmp_path / "layout.ini"), QtCore.QSettings.IniFormat)
+    first = MainWindow(layout_settings=settings)
+    qtbot.addWidget(first)
+    first.show()
+    qtbot.waitExposed(first)
+    first.resize(1000, 700)
+    first.image_dock.close()  # the user closes a panel and narrows the instance list
+    first.resizeDocks([first.instance_dock], [300], Qt.Horizontal)
+    qtbot.waitUntil(lambda: first.instance_dock.width() < 400, timeout=2000)
+    width = first.instance_dock.width()
+    first.close()
+
+    second = MainWindow(layout_settings=settings)
+    qtbot.addWidget(second)
+    second.show()
+    qtbot.waitExposed(second)
+    assert (second.width(), second.height()) == (1000, 700)
+    assert not second.image_dock.isVisible() and second.instance_dock.width() == width
+    panels = next(a.menu() for a in second.menus["&View"].actions() if a.menu() is not None)
+    images = next(a for a in panels.actions() if a.text() == "Images")
+    assert not images.isChecked()  # View > Panels brings it back
+    second.actions["reset_layout"].trigger()
+    assert second.image_dock.isVisible() and second.instance_dock.width() > width
+    second.close()
+
+    settings.setValue("window/state", second.saveState(MainWindow.LAYOUT_VERSION + 1))  # docks of another version
+    third = MainWindow(layout_settings=settings)
+    qtbot.addWidget(third)
+    third.show()
+    qtbot.waitExposed(third)
+    assert third.image_dock.isVisible() and third.instance_dock.width() > width  # the default layout
+    unremembered = MainWindow()
+    assert unremembered.layout_settings is None  # tests and screenshots leave the user's settings alone

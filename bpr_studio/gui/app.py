@@ -38,8 +38,11 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
     device, device_problem = checked_device(device)
     if device_problem:
         print(f"bpr-studio gui: {device_problem}", file=sys.stderr)
-    window = MainWindow(refiner_factory=default_refiner_factory(weights, device), device=device)
-    window.resize(*size)
+    remembered = None if screenshot is not None else QtCore.QSettings("BPR Studio", "BPR Studio")
+    window = MainWindow(refiner_factory=default_refiner_factory(weights, device), device=device,
+                        layout_settings=remembered)
+    if screenshot is not None:
+        window.resize(*size)
     save = screenshot is None or session is not None
     if path is None:
         opened = window.open_dataset(DEMO / "annotations.json", predictions=DEMO / "predictions.json",

@@ -85,8 +85,13 @@ class MainWindow(QtWidgets.QMainWindow):
     refineFinished = QtCore.pyqtSignal(bool)  # cancelled
     instanceSelected = QtCore.pyqtSignal(int, int)  # image index, instance index
 
+    LAYOUT_VERSION = 1
+    """Version of the saved dock layout: raise it when docks are added or renamed, so an old layout
+    is not restored over them."""
+
     def __init__(self, session: Session | None = None, refiner_factory=None,
-                 config: RefinerConfig | None = None, parent=None, device: str = "auto"):
+                 config: RefinerConfig | None = None, parent=None, device: str = "auto",
+                 layout_settings: QtCore.QSettings | None = None):
         super().__init__(parent)
         self.session: Session | None = None
         self.image_index = -1
@@ -126,6 +131,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.set_session(session)
         from .inspect_panel import install_inspect_panel
         install_inspect_panel(self)
+        self._add_panel_menu()
+        self._default_layout = self.saveState(self.LAYOUT_VERSION)
+        self.layout_settings = layout_settings
+        self._restore_geometry()
 
     # ---- layout ----------------------------------------------------------------------------------
 
@@ -177,10 +186,48 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
-        if not self._docks_sized:  # once laid out: the canvas and instance list get the room
+        if not self._docks_sized:  # once laid out: the saved docks, or the canvas and instance list get the room
             self._docks_sized = True
-            self.resizeDocks([self.image_dock, self.instance_dock], [230, 440], Qt.Horizontal)
-            self.resizeDocks([self.image_dock, self.view_dock], [200, 400], Qt.Vertical)
+            if not self._restore_docks():
+                self._default_dock_sizes()
+
+    def _default_dock_sizes(self) -> None:
+        self.resizeDocks([self.image_dock, self.instance_dock], [230, 440], Qt.Horizontal)
+        self.resizeDocks([self.image_dock, self.view_dock], [200, 400], Qt.Vertical)
+
+    def _add_panel_menu(self) -> None:
+        """View > Panels: a check item per dock (a closed panel comes back from here)."""
+        panels = self.menus["&View"].addMenu("&Panels")
+        for dock in self.findChildren(QtWidgets.QDockWidget):
+            panels.addAction(dock.toggleViewAction())
+
+    def _restore_geometry(self) -> None:
+        """The window's size and place as they were when it was last closed (``layout_settings`` None:
+        nothing remembered); its docks follow when it is first shown (``_restore_docks``)."""
+        geometry = self.layout_settings.value("window/geometry") if self.layout_settings is not None else None
+        if isinstance(geometry, QtCore.QByteArray):
+            self.restoreGeometry(geometry)
+
+    def _restore_docks(self) -> bool:
+        """The docks as they were when the window was last closed; False when nothing was saved or
+        it was saved for other docks (another LAYOUT_VERSION). Called once shown: Qt sizes restored
+        docks right only then."""
+        state = self.layout_settings.value("window/state") if self.layout_settings is not None else None
+        return isinstance(state, QtCore.QByteArray) and self.restoreState(state, self.LAYOUT_VERSION)
+
+    def _save_layout(self) -> None:
+        if self.layout_settings is not None:
+            self.layout_settings.setValue("window/geometry", self.saveGeometry())
+            self.layout_settings.setValue("window/state", self.saveState(self.LAYOUT_VERSION))
+            self.layout_settings.sync()
+
+    def reset_layout(self) -> None:
+        """View > Reset window layout: the docks where a first start puts them, all shown."""
+        self.restoreState(self._default_layout, self.LAYOUT_VERSION)
+        for dock in self.findChildren(QtWidgets.QDockWidget):
+            dock.show()
+        self.instance_dock.raise_()
+        self._default_dock_sizes()
 
     def _dock(self, widget, title, area) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
@@ -283,6 +330,7 @@ class MainWindow(QtWidgets.QMainWindow):
         add("actual_size", self.canvas.actual_size, "&View")
         add("zoom_in", lambda: self.canvas.zoom(1.25), "&View")
         add("zoom_out", lambda: self.canvas.zoom(0.8), "&View")
+        add("reset_layout", self.reset_layout, "&View")
         add("refine_image", self.refine_current_image, "&Refine", tool="Refine image")
         add("refine_selected", self.refine_selected, "&Refine", tool="Refine selected")
         add("refine_all", self.refine_dataset, "&Refine", tool="Refine all")
@@ -962,4 +1010,5 @@ class MainWindow(QtWidgets.QMainWindow):
         self.adapt.wait(60000)
         if self.session is not None:
             self.session.close()
+        self._save_layout()
         super().closeEvent(event)

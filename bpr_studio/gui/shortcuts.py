@@ -57,6 +57,7 @@ SHORTCUTS: dict[str, Shortcut] = {
     "actual_size": Shortcut(("1", "Ctrl+1"), "&Actual size (1:1)"),
     "zoom_in": Shortcut(("Ctrl++", "Ctrl+=", "+", "="), "Zoom &in"),
     "zoom_out": Shortcut(("Ctrl+-", "-"), "Zoom &out"),
+    "reset_layout": Shortcut((), "&Reset window layout"),
     "refine_image": Shortcut(("Ctrl+R",), "Refine &image"),
     "refine_selected": Shortcut(("F",), "Refine &selected"),
     "refine_all": Shortcut(("Ctrl+Shift+R",), "Refine &dataset"),
