@@ -259,7 +259,7 @@ def test_bad_dataset_keeps_the_open_session(qtbot, labelme_copy, tmp_path):
 def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
     configs = []  # what the refiner factory was given
     window = _window(qtbot, labelme_copy, lambda config: configs.append(config) or SlowRefiner(delay=0.01))
-    window.view_controls.patches.setCurrentText("selected instance")
+    window.view_controls.patches.setCurrentText("selected")
     window.select_instance(0)
     few = len(window.canvas.patch_items)
     window.view_controls.nms_thr.setValue(0.6)

@@ -70,7 +70,7 @@ def run_gui(path=None, annotations=None, predictions=None, format=None, session=
     image = window.current_image()
     if image is not None and image.instances:  # show what there is to see: patches, ground truth
         largest = max(range(len(image.instances)), key=lambda j: image.instances[j].source.area)
-        window.view_controls.patches.setCurrentText("selected instance")
+        window.view_controls.patches.setCurrentText("selected")
         window.view_controls.ground_truth.setChecked(bool(image.ground_truth))
         window.select_instance(largest)
     if refine:  # the Inspect tab then has the most to show: the scatter and the selected instance's patches

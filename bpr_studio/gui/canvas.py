@@ -100,6 +100,7 @@ class Canvas(QtWidgets.QGraphicsView):
         self._space = False
         self._image_size = (0, 0)
         self._fitted = True  # keep fitting on resize until the user zooms
+        self._zoom_anchor: tuple | None = None  # (image point, viewport pos, scroll values, transform) after a zoom
 
     # ---- content ---------------------------------------------------------------------------------
 
@@ -197,11 +198,17 @@ class Canvas(QtWidgets.QGraphicsView):
         factor = max(0.02 / current, min(factor, 64.0 / current))
         if anchor is None:
             anchor = self.viewport().rect().center()
-        point = self.mapToScene(anchor)
+        bars = (self.horizontalScrollBar(), self.verticalScrollBar())
+        last = self._zoom_anchor
+        if last is not None and last[1:] == (anchor, (bars[0].value(), bars[1].value()), self.transform()):
+            point = last[0]  # the same wheel gesture: the scroll's rounding to whole pixels does not add up
+        else:
+            point = self.mapToScene(anchor)
         self.scale(factor, factor)
         moved = self.mapFromScene(point) - anchor
-        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + moved.x())
-        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + moved.y())
+        bars[0].setValue(bars[0].value() + moved.x())
+        bars[1].setValue(bars[1].value() + moved.y())
+        self._zoom_anchor = (point, QtCore.QPoint(anchor), (bars[0].value(), bars[1].value()), self.transform())
         self._fitted = False
 
     def wheelEvent(self, event: QtGui.QWheelEvent) -> None:

@@ -157,13 +157,16 @@ class PatchGallery(QtWidgets.QScrollArea):
         # tiles as large as fit side by side in the dock's width
         size = max(MIN_TILE_SIZE, min(TILE_SIZE, (self.viewport().width() - 24 - 3 * n_cols) // n_cols))
         for c, name in enumerate(rows[0].tiles):
-            header = QtWidgets.QLabel(name)
+            header = QtWidgets.QLabel()
             header.setWordWrap(True)  # "ground truth" over two lines rather than a column wider than its tiles
             header.setAlignment(QtCore.Qt.AlignHCenter | QtCore.Qt.AlignBottom)
             header.setMaximumWidth(size)
             font = header.font()
             font.setPointSizeF(font.pointSizeF() * 0.85)
             header.setFont(font)
+            metrics = QtGui.QFontMetrics(font)  # a word wider than its tiles ends in "..." (the full name as tip)
+            header.setText(" ".join(metrics.elidedText(word, QtCore.Qt.ElideRight, size) for word in name.split()))
+            header.setToolTip(name)
             grid.addWidget(header, 0, c, QtCore.Qt.AlignHCenter)
         grid.setColumnStretch(n_cols, 1)  # an empty last column takes the spare width
         self.rows, self.tiles = list(rows), []
@@ -222,6 +225,9 @@ class InspectPanel(QtWidgets.QWidget):
         self.scatter = ScatterCanvas()
         self.ranked = QtWidgets.QListWidget()
         self.gallery = PatchGallery()
+        for box in (self.sort_box, self.filter_box):  # a narrow panel leaves the canvas the room
+            box.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
         controls = QtWidgets.QHBoxLayout()
         controls.addWidget(self.sort_box)
         controls.addWidget(self.filter_box)

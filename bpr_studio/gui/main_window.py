@@ -102,7 +102,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_error: str | None = None
         self.last_export = None  # the ExportReport of the last export
         self.device = device
-        self._patches_shown = "selected instance"  # what the patch key brings back
+        self._patches_shown = "selected"  # what the patch key brings back
         self._pixels: np.ndarray | None = None
         self._labels: np.ndarray | None = None
         self._boxes: dict[int, tuple | None] = {}
@@ -192,7 +192,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._default_dock_sizes()
 
     def _default_dock_sizes(self) -> None:
-        self.resizeDocks([self.image_dock, self.instance_dock], [230, 440], Qt.Horizontal)
+        """Narrow side panels, the instance list up to 440 px and at most 27% of the window's width:
+        on a 1280-px laptop screen the canvas keeps about half the width."""
+        instance_width = max(300, min(440, round(0.27 * self.width())))
+        self.resizeDocks([self.image_dock, self.instance_dock], [230, instance_width], Qt.Horizontal)
         self.resizeDocks([self.image_dock, self.view_dock], [200, 400], Qt.Vertical)
 
     def _add_panel_menu(self) -> None:
@@ -681,7 +684,7 @@ class MainWindow(QtWidgets.QMainWindow):
         image = self.current_image()
         if mode == "off" or image is None or self._pixels is None:
             return []
-        if mode == "selected instance":
+        if mode == "selected":
             return [] if self.selected is None else [self.selected]
         return [j for j in range(len(image.instances)) if j not in self._hidden]
 

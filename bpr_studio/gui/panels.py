@@ -208,9 +208,10 @@ class ViewControls(QtWidgets.QWidget):
         self.color_by = QtWidgets.QComboBox()
         self.color_by.addItems(("instance", "class"))
         self.patches = QtWidgets.QComboBox()
-        self.patches.addItems(("off", "selected instance", "all instances"))
-        self.patches.setCurrentText("selected instance")
-        self.patches.setToolTip("the boundary patches BPR will refine, with the size and NMS threshold below")
+        self.patches.addItems(("off", "selected", "all"))
+        self.patches.setCurrentText("selected")
+        self.patches.setToolTip("the boundary patches BPR will refine, of the selected instance or of all shown "
+                                "instances, with the size and NMS threshold below")
         self.patch_size = QtWidgets.QSpinBox()
         self.patch_size.setRange(8, 512)
         self.patch_size.setValue(config.patch_size)
@@ -223,7 +224,7 @@ class ViewControls(QtWidgets.QWidget):
         self.min_size.setValue(config.min_size)
         self.min_size.setToolTip("instances whose box is shorter than this on its longer side keep their coarse mask "
                                  "(the shipped model makes most small instances worse); 0 refines all")
-        self.attached_only = QtWidgets.QCheckBox("only at the boundary")
+        self.attached_only = QtWidgets.QCheckBox("boundary only")
         self.attached_only.setChecked(config.attached_only)
         self.attached_only.setToolTip("on: refinement keeps only the changes connected to the coarse mask's boundary "
                                       "(islands and holes it opens away from it are undone); off: the network's "
@@ -259,7 +260,7 @@ class ViewControls(QtWidgets.QWidget):
             widget.setFocusPolicy(Qt.ClickFocus)
         for combo in (self.mode, self.color_by, self.patches):  # a narrow panel leaves the canvas the room
             combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(11)
+            combo.setMinimumContentsLength(8)
         for box in (self.diff, self.ground_truth, self.attached_only, self.mirror):
             box.setFocusPolicy(Qt.NoFocus)
         self.mode.currentTextChanged.connect(self.changed)
