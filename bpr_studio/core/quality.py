@@ -295,7 +295,7 @@ def keep_all(q: InstanceQuality) -> bool:
 
 
 SORTS: dict[str, tuple[str, Callable[[InstanceQuality], tuple]]] = {
-    "worst_change": ("Worst change first", worst_change_key),
+    "worst_change": ("Worst change", worst_change_key),
     "most_uncertain": ("Most uncertain", most_uncertain_key),
     "image_order": ("Image order", image_order_key),
 }
