@@ -100,7 +100,7 @@ class Canvas(QtWidgets.QGraphicsView):
         self._space = False
         self._image_size = (0, 0)
         self._fitted = True  # keep fitting on resize until the user zooms
-        self._zoom_anchor: tuple | None = None  # (image point, viewport pos, scroll values, transform) after a zoom
+        self._zoom_anchor: tuple | None = None  # (image point, then the view's state) after the last zoom
 
     # ---- content ---------------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class Canvas(QtWidgets.QGraphicsView):
             anchor = self.viewport().rect().center()
         bars = (self.horizontalScrollBar(), self.verticalScrollBar())
         last = self._zoom_anchor
-        if last is not None and last[1:] == (anchor, (bars[0].value(), bars[1].value()), self.transform()):
+        if last is not None and last[1] == self._view_state(anchor):
             point = last[0]  # the same wheel gesture: the scroll's rounding to whole pixels does not add up
         else:
             point = self.mapToScene(anchor)
@@ -208,8 +208,13 @@ class Canvas(QtWidgets.QGraphicsView):
         moved = self.mapFromScene(point) - anchor
         bars[0].setValue(bars[0].value() + moved.x())
         bars[1].setValue(bars[1].value() + moved.y())
-        self._zoom_anchor = (point, QtCore.QPoint(anchor), (bars[0].value(), bars[1].value()), self.transform())
+        self._zoom_anchor = (point, self._view_state(anchor))
         self._fitted = False
+
+    def _view_state(self, anchor: QtCore.QPoint) -> tuple:
+        """What decides which image point lies under viewport position ``anchor``."""
+        return (QtCore.QPoint(anchor), self.horizontalScrollBar().value(), self.verticalScrollBar().value(),
+                self.transform(), self.viewport().size())
 
     def wheelEvent(self, event: QtGui.QWheelEvent) -> None:
         self.zoom(1.25 ** (event.angleDelta().y() / 120.0), event.position().toPoint())
