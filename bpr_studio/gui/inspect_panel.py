@@ -18,6 +18,7 @@ from ..core.figures import PatchRow, draw_scatter, patch_rows
 from ..core.quality import FILTERS, SORTS, InstanceQuality, measure_patches, worst_patches_first
 from ..io.images import read_image
 from ..session.inspect import InspectModel
+from .panels import narrow_combo
 
 EMPTY_TEXT = (
     "Nothing to inspect yet.\n\n"
@@ -225,9 +226,8 @@ class InspectPanel(QtWidgets.QWidget):
         self.scatter = ScatterCanvas()
         self.ranked = QtWidgets.QListWidget()
         self.gallery = PatchGallery()
-        for box in (self.sort_box, self.filter_box):  # a narrow panel leaves the canvas the room
-            box.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            box.setMinimumContentsLength(8)
+        for box in (self.sort_box, self.filter_box):
+            narrow_combo(box)
         controls = QtWidgets.QHBoxLayout()
         controls.addWidget(self.sort_box)
         controls.addWidget(self.filter_box)

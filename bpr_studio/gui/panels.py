@@ -10,6 +10,14 @@ from PyQt5.QtCore import Qt
 from ..session import STATUSES
 from .shortcuts import label
 
+
+def narrow_combo(combo: QtWidgets.QComboBox) -> None:
+    """Let ``combo`` ask for 8 characters of width rather than its longest item's: a narrow side
+    panel leaves the canvas the room (items stay whole in the open list)."""
+    combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+
+
 STATUS_COLORS = {"unreviewed": QtGui.QColor(150, 150, 150), "accepted": QtGui.QColor(60, 170, 80),
                  "rejected": QtGui.QColor(210, 70, 60), "edited": QtGui.QColor(70, 130, 220)}
 
@@ -258,9 +266,8 @@ class ViewControls(QtWidgets.QWidget):
         form.addRow("", self.patch_count)
         for widget in (self.mode, self.color_by, self.patches, self.opacity, *self.setting_spins):
             widget.setFocusPolicy(Qt.ClickFocus)
-        for combo in (self.mode, self.color_by, self.patches):  # a narrow panel leaves the canvas the room
-            combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(8)
+        for combo in (self.mode, self.color_by, self.patches):
+            narrow_combo(combo)
         for box in (self.diff, self.ground_truth, self.attached_only, self.mirror):
             box.setFocusPolicy(Qt.NoFocus)
         self.mode.currentTextChanged.connect(self.changed)
