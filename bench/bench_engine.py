@@ -7,6 +7,7 @@ Run from the repository root::
     python bench/bench_engine.py --sizes 128 --extra-modes channels_last bf16 compile
                                             # also other CPU modes (bf16 and compile are slow)
     python bench/bench_engine.py --end-to-end [--threads 2]    # (d), (e), (f) only
+    python bench/bench_engine.py --cuda                         # (g) only, on a CUDA GPU
     python bench/bench_engine.py --eval GT.json PRED.json ...  # quality, plain vs fast path
 
 Everything runs on one thread (torch and OpenCV). On a synthetic 1024x2048 image with about 20
@@ -25,7 +26,9 @@ instances (smooth random blobs of varied sizes), it times, in the same run, medi
 in the same run: (d) image in, masks out with ``Refiner.refine`` (all instances, ``min_size`` 0;
 also the fast path with ``mirror``), the time per stage and the mask pixels on which the two
 differ; (e) re-refining each instance alone (median, p90); (f) making a Refiner until the first
-refined instance, with an empty and with a filled model cache. ``--eval`` refines COCO
+refined instance, with an empty and with a filled model cache. ``--cuda``: (g) the same image on a
+CUDA GPU, the fast path (float16 autocast) and eager fp32 at several batch sizes, each against the
+plain fp32 CPU path in the same run, with the pixels on which they differ. ``--eval`` refines COCO
 predictions files with both paths and prints AP / AF / mIoU side by side.
 """
 
@@ -355,6 +358,48 @@ def print_end_to_end(fig: dict, start_rows, threads: int) -> None:
         print(f"  {label:<36}{seconds:7.2f} s")
 
 
+def bench_cuda(image, masks, args) -> dict:
+    """(g) The Refiner on CUDA, the fast path (autocast-fp16) and eager fp32, at several batch sizes,
+    against the plain fp32 PyTorch path on the CPU (``--threads`` threads) in the same run."""
+    from bpr_studio.core.refiner import Refiner
+
+    def config(batch):
+        return RefinerConfig(min_size=0, batch_size=batch)
+
+    plain = Refiner(config(args.batch), weights=args.weights, device="cpu", fast=False)
+    reference = [r.mask for r in plain.refine(image, masks)]
+    (plain_s, _), = median_seconds([lambda: plain.refine(image, masks)], args.repeats, settle=SETTLE_S)
+    rows = []
+    for batch in args.cuda_batches:
+        for fast in (True, False):
+            refiner = Refiner(config(batch), weights=args.weights, device="cuda", fast=fast)
+            out = [r.mask for r in refiner.refine(image, masks)]  # also the warm-up (cuDNN autotuning, ...)
+            torch.cuda.synchronize()
+            (seconds, _), = median_seconds([lambda: refiner.refine(image, masks)], args.repeats)
+            rows.append({"batch": batch, "mode": refiner._forward.mode if fast else "eager fp32", "s": seconds,
+                         "differ": sum(int((a != b).sum()) for a, b in zip(reference, out)),
+                         "stages": stage_times(refiner, image, masks) if fast and batch == max(args.cuda_batches)
+                         else None})
+    return {"device": torch.cuda.get_device_name(), "plain_s": plain_s, "rows": rows,
+            "patches": sum(len(plain.patches(m)) for m in masks), "patch_size": plain.config.patch_size,
+            "input_size": plain.config.input_size}
+
+
+def print_cuda(fig: dict, threads: int) -> None:
+    patch_pixels = fig["patches"] * fig["patch_size"] ** 2
+    print(f"\n(g) CUDA ({fig['device']}), image in, masks out: {WIDTH}x{HEIGHT}, {fig['patches']} patches, input "
+          f"{fig['input_size']}; against plain fp32 PyTorch on the CPU ({threads} threads): "
+          f"{fig['plain_s'] * 1e3:.0f} ms")
+    print(f"{'batch':>6}  {'mode':<14}{'ms':>8}{'vs CPU plain':>14}  mask pixels differing from CPU plain")
+    for r in fig["rows"]:
+        print(f"{r['batch']:>6}  {r['mode']:<14}{r['s'] * 1e3:>8.1f}{fig['plain_s'] / r['s']:>13.1f}x  "
+              f"{r['differ']} ({r['differ'] / patch_pixels:.3%} of the patch pixels)")
+    for r in fig["rows"]:
+        if r["stages"]:
+            print(f"stages of {r['mode']} at batch {r['batch']}, ms: " + ", ".join(
+                f"{key} {value * 1e3:.1f}" for key, value in r["stages"].items()))
+
+
 def refine_with(refiner, ground_truth, predictions):
     """predictions refined by ``refiner`` (a Dataset) and the refined masks, image by image."""
     from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
@@ -437,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="only (d) end to end, (e) one-instance re-refine and (f) start times, plain fp32 "
                              "PyTorch against the fast path, on --threads threads (shipped weights or --weights)")
     parser.add_argument("--threads", type=int, default=2, help="threads for --end-to-end (default 2)")
+    parser.add_argument("--cuda", action="store_true",
+                        help="only (g): the Refiner on CUDA (fast path and eager fp32) against plain fp32 on the CPU")
+    parser.add_argument("--cuda-batches", type=int, nargs="+", default=[32, 128, 512],
+                        help="RefinerConfig.batch_size values for --cuda (default 32 128 512)")
     parser.add_argument("--eval", nargs="+", metavar=("GT", "PRED"),
                         help="only the quality check: COCO ground truth, then predictions files, refined by the "
                              "plain and the fast path (shipped weights or --weights)")
@@ -452,6 +501,14 @@ def main(argv: list[str] | None = None) -> int:
         print_eval(bench_eval(args.eval[0], args.eval[1:], args.weights, args.margin))
         return 0
     image, masks = synthetic_scene(args.instances)
+    if args.cuda:
+        if not torch.cuda.is_available():
+            print("--cuda: CUDA is not available on this machine", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+        print_cuda(bench_cuda(image, masks, args), args.threads)
+        return 0
     if args.end_to_end:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)

@@ -48,6 +48,8 @@ def test_patchset_round_trip(tmp_path):
     back = PatchSet.load(path)
     for name in ("images", "coarse", "target"):
         assert np.array_equal(getattr(back, name), getattr(ps, name))
+    empty = PatchSet.load(PatchSet.empty(16).save(tmp_path / "empty.npz"))  # a dataset that gave no patches
+    assert len(empty) == 0 and empty.images.shape == (0, 16, 16, 3)
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(ValueError, match="bad.npz"):
         PatchSet.load(tmp_path / "bad.npz")
@@ -188,3 +190,43 @@ def test_image_patches_skip_instances_below_the_minimum_size():
     assert len(ps) > 0
     small_only = image_patches(image, gt[1:], [1], gt[1:].copy(), [1], config=RefinerConfig(patch_size=32, min_size=96))
     assert len(small_only) == 0
+
+
+def test_batches_depend_on_the_seed_and_iteration_alone():
+    from bpr_studio.core.train import TrainBatches, batch_loader
+
+    ps = tiny_patches(2)
+    train_index = np.arange(3, len(ps))
+    config = TrainConfig(model="hr18s", input_size=32, iters=2 * (len(train_index) // 4) + 1, batch_size=4)
+    batches = TrainBatches(ps, train_index, config)
+    per_epoch = len(train_index) // 4
+    epoch = np.concatenate([batches.indices(i) for i in range(per_epoch)])
+    assert len(set(epoch.tolist())) == len(epoch) == per_epoch * 4  # an epoch visits a patch at most once
+    assert set(epoch.tolist()) <= set(train_index.tolist())
+    assert not np.array_equal(batches.indices(per_epoch), batches.indices(0))  # the next epoch reshuffles
+    here = list(batch_loader(batches, 1, workers=0))
+    forked = list(batch_loader(TrainBatches(ps, train_index, config), 1, workers=2))
+    assert len(here) == len(forked) == config.iters - 1  # from batch 1, as a resumed run starts
+    for a, b in zip(here, forked):
+        for u, v in zip(a, b):
+            assert torch.equal(u, v)
+    assert torch.equal(TrainBatches(ps, train_index, config)[3][0], here[2][0])
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    torch.set_num_threads(1)
+    ps = tiny_patches(2).subset(np.arange(12))
+    config = TrainConfig(model="hr18s", input_size=32, iters=4, batch_size=4, val_patches=0, checkpoint_seconds=0)
+    whole = train(ps, tmp_path / "whole.pt", config, progress=False)
+    first = train(ps, tmp_path / "part.pt", TrainConfig(**{**config.__dict__, "max_seconds": 1e-9}), progress=False)
+    assert first == []  # a time budget already spent: a checkpoint at iteration 0
+    rest = train(ps, tmp_path / "part.pt", config, resume=tmp_path / "part.pt.ckpt", progress=False)
+    assert rest == pytest.approx(whole)
+
+
+def test_cli_refuses_a_device_that_is_not_there(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["train", "--patches", str(tmp_path / "none.npz"), "--out", str(tmp_path / "m.pt"),
+                 "--device", "cuda"]) != 0
+    assert "CUDA is not available" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest dilation or erosion of --mask-jitter, in px; each jittered patch draws "
                              f"1 to this many (default {TrainConfig.mask_jitter_px})")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="auto",
+                        help="where the network trains: auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that build batches ahead of the network (default: 0 on the CPU; on a "
+                             "GPU one per CPU core but one, at most 8, as one core cannot keep a GPU busy)")
     parser.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_seconds / 60,
                         help=f"minutes between checkpoints (default {TrainConfig.checkpoint_seconds / 60:g})")
     parser.add_argument("--resume", default=None, help="checkpoint (OUT.ckpt) to continue from")
@@ -81,12 +87,19 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str | None, str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.refiner import pick_device
     from ..core.train import PatchSet, train
     from ..io.atomic import check_output_path
 
     for path in (args.out, f"{args.out}.ckpt", args.save_patches, args.log):
         if path:
             check_output_path(path)
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    device = pick_device(args.device)  # a device that is not there fails before minutes of patch extraction
+    workers = args.workers
+    if workers is None:
+        workers = 0 if device.type == "cpu" else max(min(8, (os.cpu_count() or 1) - 1), 0)
     log_file = Path(args.log) if args.log else None
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
                          lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
                          seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter,
-                         mask_jitter_px=args.mask_jitter_px)
+                         mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
     losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,

@@ -155,8 +155,8 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
     """Fine-tune ``base_weights`` on the corrections and write them to ``out`` when the guard keeps them.
 
     images: the corrections, per image. base_weights: the weights in use (None: the shipped model).
-    minutes: the training time budget. device: where the guard refines ("auto", "cpu", "cuda", ...);
-    training runs where core.train runs. threads: torch CPU threads for training (0: torch's
+    minutes: the training time budget. device: where the network trains and the guard refines
+    ("auto", "cpu", "cuda", ...). threads: torch CPU threads for training (0: torch's
     default). simulated: simulated coarse masks per training instance. lr: the starting learning
     rate of the poly schedule. holdout, min_holdout, seed: the guard's split (see split_holdout).
     refiner_config: patch settings of the guard's refinement (the network input size always comes
@@ -166,7 +166,7 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
     them (for measurements; None: nowhere). Raises AdaptError when there are too few corrections or no training patches.
     """
     from .model import load_weights, save_weights
-    from .refiner import Refiner, default_weights_path
+    from .refiner import Refiner, default_weights_path, pick_device
 
     log = log or (lambda line: None)
     should_stop = should_stop or (lambda: False)
@@ -209,7 +209,8 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
             order = np.random.default_rng([seed, k]).permutation(len(patches))
             config = TrainConfig(model=arch, input_size=input_size, max_seconds=seconds, threads=threads,
                                  batch_size=batch_size, lr=_poly(lr, elapsed / budget),
-                                 min_lr=_poly(lr, (elapsed + seconds) / budget), val_patches=0, seed=seed + k)
+                                 min_lr=_poly(lr, (elapsed + seconds) / budget), val_patches=0, seed=seed + k,
+                                 device=str(pick_device(device)))
             start = time.monotonic()
             losses = train(patches.subset(order), work, config, init=current, progress=False)
             elapsed += time.monotonic() - start

@@ -99,7 +99,9 @@ class TrainConfig:
     held out to measure validation IoU at each checkpoint. seed: data order, augmentation, init.
     boundary_weight: loss weight of the pixels along exact (band 0) target boundaries (1 = plain
     cross-entropy). mask_jitter: share of the coarse mask patches dilated or eroded in augmentation
-    (core.train.augment; 0 = none), by 1 to mask_jitter_px px.
+    (core.train.augment; 0 = none), by 1 to mask_jitter_px px. device: where the network trains
+    ("cpu", "cuda", "cuda:1", ...). workers: processes that build batches ahead of the network
+    (0 = in the training process), for a GPU that one CPU core cannot keep busy.
     """
 
     model: str = DEFAULT_MODEL
@@ -119,6 +121,8 @@ class TrainConfig:
     boundary_weight: float = 1.0
     mask_jitter: float = 0.0
     mask_jitter_px: int = 1
+    device: str = "cpu"
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -131,3 +135,5 @@ class TrainConfig:
             raise ValueError(f"mask_jitter must be a share in [0, 1], got {self.mask_jitter}")
         if self.mask_jitter_px < 1:
             raise ValueError(f"mask_jitter_px must be at least 1 px, got {self.mask_jitter_px}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = batches built in the training process), got {self.workers}")

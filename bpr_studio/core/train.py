@@ -20,10 +20,12 @@ flips and photometric distortion (brightness +-32, contrast and saturation x0.5-
 schedule's progress is ``max(iteration / iters, elapsed / max_seconds)``, so a run given a time
 budget still ends with a decayed learning rate.
 
-Checkpoints ``<out>.ckpt`` (model, optimizer, iteration, elapsed time, random states) and the
-weights file ``<out>`` (float16, :func:`bpr_studio.core.model.save_weights`) are written
-atomically every ``checkpoint_seconds`` and at the end, so a run can be stopped at any time and
-resumed with ``resume``.
+Checkpoints ``<out>.ckpt`` (model, optimizer, iteration, elapsed time) and the weights file
+``<out>`` (float16, :func:`bpr_studio.core.model.save_weights`) are written atomically every
+``checkpoint_seconds`` and at the end, so a run can be stopped at any time and resumed with
+``resume``; batch ``i`` depends on the seed and ``i`` alone (:class:`TrainBatches`), so the resumed
+run sees the batches the uninterrupted one would. The network trains on ``config.device`` (CPU or
+GPU) while ``config.workers`` processes build the next batches.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -98,8 +99,8 @@ class PatchSet:
         """Write to an ``.npz`` file atomically (masks bit-packed)."""
         path = Path(path)
         k, p = len(self), self.images.shape[1]
-        arrays = dict(images=self.images, coarse=np.packbits(self.coarse.reshape(k, -1), axis=1),
-                      target=np.packbits(self.target.reshape(k, -1), axis=1), band=self.band, patch_size=np.int32(p))
+        arrays = dict(images=self.images, coarse=np.packbits(self.coarse.reshape(k, p * p), axis=1),
+                      target=np.packbits(self.target.reshape(k, p * p), axis=1), band=self.band, patch_size=np.int32(p))
         atomic_write(path, lambda f: np.savez(f, **arrays))
         return path
 
@@ -195,7 +196,7 @@ def augment(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,
 
     images: (B, P, P, 3) uint8; coarse, target: (B, P, P) bool. Returns new arrays of the same
     shapes and dtypes. With ``mask_jitter`` 0 no random numbers are drawn for it, and with
-    ``mask_jitter_px`` 1 none for the radius (earlier runs are reproduced exactly).
+    ``mask_jitter_px`` 1 none for the radius (the batch is the one made without those options).
     """
     b = len(images)
     images, coarse, target = images.copy(), coarse.copy(), target.copy()
@@ -216,11 +217,10 @@ def augment(images: np.ndarray, coarse: np.ndarray, target: np.ndarray,
         jitter = rng.random(b) < mask_jitter
         grow = rng.random(b) < 0.5
         radius = rng.integers(1, mask_jitter_px + 1, b) if mask_jitter_px > 1 else np.ones(b, int)
-        cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-        for i in np.flatnonzero(jitter):
-            change = cv2.dilate if grow[i] else cv2.erode
-            coarse[i] = change(coarse[i].view(np.uint8), cross, iterations=int(radius[i]),
-                               borderType=cv2.BORDER_REPLICATE).view(bool)
+        for step in range(1, int(radius[jitter].max(initial=0)) + 1):
+            for sign in (True, False):
+                chosen = jitter & (grow == sign) & (radius >= step)
+                coarse[chosen] = _cross_step(coarse[chosen], sign)
     return np.clip(x, 0, 255).round().astype(np.uint8), coarse, target
 
 
@@ -230,14 +230,31 @@ def loss_weights(target: np.ndarray, band: np.ndarray, boundary_weight: float = 
     ``boundary_weight`` on the pixels that touch the boundary (the 2-px-wide band of pixels with a
     neighbour of the other value, 8-connected); 1 elsewhere."""
     weights = np.ones(target.shape, np.float32)
-    for i in range(len(target)):
-        if band[i] == 0 and boundary_weight == 1.0:
-            continue
-        width = int(band[i]) if band[i] else 1
-        kernel = np.ones((2 * width + 1,) * 2, np.uint8)
-        t = target[i].astype(np.uint8)
-        weights[i][cv2.dilate(t, kernel) != cv2.erode(t, kernel)] = boundary_weight if band[i] == 0 else 0.0
+    width = np.where(band > 0, band, 1 if boundary_weight != 1.0 else 0).astype(int)
+    for w in np.unique(width[width > 0]):
+        chosen = width == w
+        t = target[chosen]
+        near = _square_max(t, w) != ~_square_max(~t, w)  # dilated != eroded by a (2w+1)^2 square
+        weights[chosen] = np.where(near, np.where(band[chosen] == 0, boundary_weight, 0.0)[:, None, None], 1.0)
     return weights
+
+
+def _cross_step(masks: np.ndarray, grow: bool) -> np.ndarray:
+    """(N, P, P) bool masks dilated (grow) or eroded by a 3x3 cross, the border replicated.
+
+    NumPy rather than OpenCV: batches are built in forked worker processes, where OpenCV's thread
+    pool, inherited from the parent without its threads, can hang."""
+    p = np.pad(masks, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    shifted = (p[:, 1:-1, 1:-1], p[:, :-2, 1:-1], p[:, 2:, 1:-1], p[:, 1:-1, :-2], p[:, 1:-1, 2:])
+    return np.logical_or.reduce(shifted) if grow else np.logical_and.reduce(shifted)
+
+
+def _square_max(masks: np.ndarray, width: int) -> np.ndarray:
+    """(N, P, P) bool masks dilated by a (2 width + 1)^2 square (outside the patch counts as False)."""
+    p = masks.shape[1]
+    out = np.pad(masks, ((0, 0), (width, width), (width, width)))
+    out = np.logical_or.reduce([out[:, i:i + p] for i in range(2 * width + 1)])
+    return np.logical_or.reduce([out[:, :, i:i + p] for i in range(2 * width + 1)])
 
 
 def batch_tensors(images: np.ndarray, coarse: np.ndarray, target: np.ndarray, input_size: int,
@@ -274,8 +291,9 @@ def learning_rate(config: TrainConfig, iteration: int, elapsed: float) -> float:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_size: int = 32) -> dict:
-    """Loss and mean IoU of the refined vs the coarse patches against the targets.
+def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_size: int = 32,
+             device: str | torch.device = "cpu") -> dict:
+    """Loss and mean IoU of the refined vs the coarse patches against the targets, the network on ``device``.
 
     Returns {"loss", "iou_refined", "iou_coarse"} (means over patches, at patch resolution).
     """
@@ -285,20 +303,76 @@ def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_s
     p = patches.images.shape[1]
     for s in range(0, len(patches), batch_size):
         sl = slice(s, s + batch_size)
-        x, t, w = batch_tensors(patches.images[sl], patches.coarse[sl], patches.target[sl], input_size,
-                                patches.band[sl])
+        x, t, w = (v.to(device) for v in batch_tensors(patches.images[sl], patches.coarse[sl], patches.target[sl],
+                                                        input_size, patches.band[sl]))
         logits = model(x)
         losses.append(float(weighted_loss(logits, t, w)) * len(x))
         prob = torch.softmax(logits, 1)[:, 1:2]
         if prob.shape[-1] != p:
             prob = F.interpolate(prob, size=(p, p), mode="bilinear", align_corners=False)
-        refined = (prob[:, 0] > 0.5).numpy()
+        refined = (prob[:, 0] > 0.5).cpu().numpy()
         for r, c, g in zip(refined, patches.coarse[sl], patches.target[sl]):
             refined_iou.append(mask_iou(r, g))
             coarse_iou.append(mask_iou(c, g))
     model.train(was_training)
     n = max(len(patches), 1)
     return {"loss": sum(losses) / n, "iou_refined": float(np.mean(refined_iou)), "iou_coarse": float(np.mean(coarse_iou))}
+
+
+class TrainBatches(torch.utils.data.Dataset):
+    """The training batches of a run, batch ``i`` a function of ``(config.seed, i)`` alone.
+
+    Epoch ``e`` visits the training patches in the order ``default_rng([seed, e]).permutation``,
+    ``config.batch_size`` at a time (the last incomplete batch of an epoch is left out); batch ``i``
+    is augmented with ``default_rng([seed, i, 1])``. So a resumed run sees the batches an
+    uninterrupted one would, and batches built in worker processes are the ones built in the
+    training process. ``batches[i]`` is :func:`batch_tensors`' (x, target, weights) on the CPU.
+    """
+
+    def __init__(self, patches: PatchSet, train_index: np.ndarray, config: TrainConfig):
+        self.patches, self.train_index, self.config = patches, train_index, config
+        self._epoch, self._order = -1, np.empty(0, np.int64)
+
+    def __len__(self) -> int:
+        return self.config.iters
+
+    def indices(self, iteration: int) -> np.ndarray:
+        """Indices into the patch set of batch ``iteration``, sorted."""
+        b = self.config.batch_size
+        per_epoch = max(len(self.train_index) // b, 1)
+        epoch, j = divmod(iteration, per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, np.random.default_rng([self.config.seed, epoch]).permutation(
+                len(self.train_index))
+        return self.train_index[np.sort(self._order[j * b:(j + 1) * b])]
+
+    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx, c = self.indices(iteration), self.config
+        rng = np.random.default_rng([c.seed, iteration, 1])
+        images, coarse, target = augment(self.patches.images[idx], self.patches.coarse[idx], self.patches.target[idx],
+                                         rng, c.mask_jitter, c.mask_jitter_px)
+        return batch_tensors(images, coarse, target, c.input_size, self.patches.band[idx], c.boundary_weight)
+
+
+def _one_thread_worker(_: int) -> None:
+    """A batch worker computes on one thread: the workers together are the parallelism (no OpenCV
+    here: see :func:`_cross_step`)."""
+    torch.set_num_threads(1)
+
+
+def batch_loader(batches: TrainBatches, first: int, workers: int, pin_memory: bool = False
+                 ) -> torch.utils.data.DataLoader:
+    """Batches ``first``, ``first + 1``, ... of ``batches``, built ``workers`` processes ahead (0 = in
+    this process). Workers are forked, so they read the patch arrays without copying them; where
+    fork does not exist (Windows, ...) the batches are built in this process."""
+    import multiprocessing
+
+    if workers and "fork" not in multiprocessing.get_all_start_methods():
+        workers = 0
+    return torch.utils.data.DataLoader(
+        batches, batch_size=None, sampler=range(first, batches.config.iters), num_workers=workers,
+        pin_memory=pin_memory, worker_init_fn=_one_thread_worker if workers else None,
+        multiprocessing_context="fork" if workers else None, prefetch_factor=4 if workers else None)
 
 
 def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None = None,
@@ -310,13 +384,16 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     elapsed time are restored; the config given here applies from then on). log: called with one
     line per log interval and checkpoint (e.g. to append to a log file). init: a weights file
     (save_weights, e.g. the shipped model) to start from instead of random weights; the schedule
-    starts afresh. Returns the training losses of the iterations run in this call.
+    starts afresh. The network trains on ``config.device``, its batches built by
+    ``config.workers`` processes (:class:`TrainBatches`). Returns the training losses of the
+    iterations run in this call.
     """
     from tqdm import tqdm
 
     from .model import build_model, load_weights, save_weights
 
     config = config or TrainConfig()
+    device = torch.device(config.device)
     out = Path(out)
     ckpt_path = out.with_name(out.name + ".ckpt")
     log = log or (lambda line: None)
@@ -325,8 +402,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     if len(patches) == 0:
         raise TrainInputError("no training patches: no prediction overlaps a same-class ground truth by IoU > 0.5")
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(patches))
+    order = np.random.default_rng(config.seed).permutation(len(patches))
     n_val = min(config.val_patches, len(patches) // 5)
     # the training part is indexed, not copied: a copy would hold the patches twice for the whole run
     val, train_index = patches.subset(np.sort(order[:n_val])), np.sort(order[n_val:])
@@ -337,7 +413,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     if init is not None:
         model.load_state_dict(load_weights(init, arch=config.model)[0].state_dict())
         log(f"starting from the weights in {init}")
-    model.train()
+    model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     iteration, elapsed_before = 0, 0.0
@@ -351,10 +427,8 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         if state.get("arch") != config.model:
             raise TrainInputError(f"{resume}: checkpoint of {state.get('arch')}, expected {config.model}")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # its tensors follow the parameters' device
         iteration, elapsed_before = int(state["iteration"]), float(state["elapsed"])
-        rng = np.random.default_rng([config.seed, iteration])
-        torch.manual_seed(config.seed + iteration)
         log(f"resumed from {resume} at iteration {iteration} ({elapsed_before:.0f} s)")
 
     def meta(extra: dict) -> dict:
@@ -371,23 +445,18 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     losses: list[float] = []
     start = time.monotonic()
     last_ckpt = start
-    perm, cursor = rng.permutation(len(train_index)), 0
     bar = tqdm(total=config.iters, initial=iteration, desc="train", disable=not progress, dynamic_ncols=True)
     window: list[float] = []
-    while iteration < config.iters:
+    loader = batch_loader(TrainBatches(patches, train_index, config), iteration, config.workers,
+                          pin_memory=device.type == "cuda")
+    for x, t, w in loader:
         elapsed = elapsed_before + time.monotonic() - start
         if config.max_seconds and elapsed >= config.max_seconds:
             break
-        if cursor + config.batch_size > len(perm):
-            perm, cursor = rng.permutation(len(train_index)), 0
-        idx = train_index[np.sort(perm[cursor:cursor + config.batch_size])]
-        cursor += config.batch_size
         lr = learning_rate(config, iteration, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        images, coarse, target = augment(patches.images[idx], patches.coarse[idx], patches.target[idx], rng,
-                                         config.mask_jitter, config.mask_jitter_px)
-        x, t, w = batch_tensors(images, coarse, target, config.input_size, patches.band[idx], config.boundary_weight)
+        x, t, w = (v.to(device, non_blocking=True) for v in (x, t, w))
         loss = weighted_loss(model(x), t, w)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -401,17 +470,18 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         bar.update(1)
         bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.5f}")
         if iteration % 50 == 0:
-            seen = (iteration * config.batch_size) / max(elapsed_before + time.monotonic() - start, 1e-9)
+            seen = len(losses) * config.batch_size / max(time.monotonic() - start, 1e-9)
             log(f"iter {iteration} loss {np.mean(window):.4f} lr {lr:.5f} "
                 f"elapsed {elapsed_before + time.monotonic() - start:.0f}s patches/s {seen:.1f}")
             window = []
         if time.monotonic() - last_ckpt >= config.checkpoint_seconds:
-            scores = validate(model, val, config.input_size) if len(val) else {}
+            scores = validate(model, val, config.input_size, device=device) if len(val) else {}
             checkpoint({"val": scores})
             log(f"checkpoint at iter {iteration}: val {scores}")
             last_ckpt = time.monotonic()
+    del loader  # stops the batch workers
     bar.close()
-    scores = validate(model, val, config.input_size) if len(val) else {}
+    scores = validate(model, val, config.input_size, device=device) if len(val) else {}
     checkpoint({"val": scores})
     log(f"finished at iter {iteration}: val {scores}")
     return losses
