@@ -8,6 +8,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
 from ..session import STATUSES
+from ..session.view import PATCH_MODES
 from .shortcuts import label
 
 
@@ -216,7 +217,7 @@ class ViewControls(QtWidgets.QWidget):
         self.color_by = QtWidgets.QComboBox()
         self.color_by.addItems(("instance", "class"))
         self.patches = QtWidgets.QComboBox()
-        self.patches.addItems(("off", "selected", "all"))
+        self.patches.addItems(PATCH_MODES)
         self.patches.setCurrentText("selected")
         self.patches.setToolTip("the boundary patches BPR will refine, of the selected instance or of all shown "
                                 "instances, with the size and NMS threshold below")

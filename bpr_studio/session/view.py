@@ -13,6 +13,8 @@ from .events import EventEmitter
 
 MASK_MODES = ("final", "refined", "coarse")
 COLOR_BY = ("instance", "class")
+# the patch overlay: no patches, the selected instance's, every shown instance's
+PATCH_MODES = ("off", "selected", "all")
 
 
 @dataclass(frozen=True)
