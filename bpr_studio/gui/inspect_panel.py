@@ -352,6 +352,7 @@ class InspectPanel(QtWidgets.QWidget):
         self.ranked.clear()
         for q in self.ranking():
             item = QtWidgets.QListWidgetItem(_describe(q))
+            item.setToolTip(item.text())  # the whole line, when the dock is narrower than it
             item.setData(QtCore.Qt.UserRole, (q.image_index, q.instance_index))
             self.ranked.addItem(item)
 
