@@ -197,6 +197,7 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
         f"mask(s) each), {n_held} held out; base weights {base_weights.name} ({arch}, input {input_size})")
 
     budget = max(60.0 * minutes, 0.0)
+    train_device = str(pick_device(device))
     elapsed, k, cancelled = 0.0, 0, False
     with tempfile.TemporaryDirectory(prefix="bpr-adapt-") as tmp:
         current = base_weights
@@ -210,7 +211,7 @@ def adapt_weights(images: list[CorrectedImage], out: str | Path, base_weights: s
             config = TrainConfig(model=arch, input_size=input_size, max_seconds=seconds, threads=threads,
                                  batch_size=batch_size, lr=_poly(lr, elapsed / budget),
                                  min_lr=_poly(lr, (elapsed + seconds) / budget), val_patches=0, seed=seed + k,
-                                 device=str(pick_device(device)))
+                                 device=train_device)
             start = time.monotonic()
             losses = train(patches.subset(order), work, config, init=current, progress=False)
             elapsed += time.monotonic() - start

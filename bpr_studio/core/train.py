@@ -333,9 +333,6 @@ class TrainBatches(torch.utils.data.Dataset):
         self.patches, self.train_index, self.config = patches, train_index, config
         self._epoch, self._order = -1, np.empty(0, np.int64)
 
-    def __len__(self) -> int:
-        return self.config.iters
-
     def indices(self, iteration: int) -> np.ndarray:
         """Indices into the patch set of batch ``iteration``, sorted."""
         b = self.config.batch_size
