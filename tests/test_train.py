@@ -192,6 +192,26 @@ def test_image_patches_skip_instances_below_the_minimum_size():
     assert len(small_only) == 0
 
 
+def test_training_inputs_are_the_refiners_inputs():
+    """Batches travel compact (uint8, bool) and become the network's input on the training device: the
+    same input the Refiner builds (patches.network_inputs), at any input size."""
+    from bpr_studio.core.patches import network_inputs
+    from bpr_studio.core.train import batch_arrays, batch_tensors
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    coarse, target = rng.random((3, 32, 32)) > 0.5, np.zeros((3, 32, 32), bool)
+    target[:, 8:24, 8:24] = True
+    raw = batch_arrays(images, coarse, target, np.array([0, 2, 0], np.uint8))
+    assert [a.dtype for a in raw] == [torch.uint8, torch.bool, torch.bool, torch.float32]
+    for size in (32, 64):
+        x, t, w = batch_tensors(*raw, size)
+        assert torch.equal(x, network_inputs(images, coarse, size))
+        assert t.shape == w.shape == (3, size, size) and t.dtype == torch.int64
+        assert int(t[0].sum()) == (16 * size // 32) ** 2  # the target square, scaled
+        assert float(w[1].min()) == 0.0 and float(w[0].min()) == 1.0  # the band leaves out pixels of patch 1 alone
+
+
 def test_batches_depend_on_the_seed_and_iteration_alone():
     from bpr_studio.core.train import TrainBatches, batch_loader
 

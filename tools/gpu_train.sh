@@ -1,19 +1,23 @@
 #!/bin/bash
-# Train the shipped recipe's twins on one GPU in one sitting: build the data in parallel, train two runs side by side.
+# Train lite0 runs side by side on one GPU in one sitting: build the data in parallel, then train.
 #
 #   COCO=DIR/annotations.json bash tools/gpu_train.sh [scenes per shard (100)] [shards (12)] [minutes at most (5)]
 #
-# Data (docs/training.md, "The shipped model"): SHARDS x N synthetic scenes, each at edge coverage 0.5
-# and 0.7 (same images), with the six simulators' coarse masks; the COCO dataset's patches from eight
-# simulators with a 2-px ignore band, counted twice. Run a (coverage 0.5) and run b (0.7) start from
-# INIT (default: the shipped weights) and train on DEVICE (cuda) until DEADLINE seconds after the
-# start (default 545) or for the minutes given, whichever is sooner. Writes OUT/{a,b}.pt (+ .ckpt,
-# .log); with BENCH=1 also OUT/bench_cuda.txt (bench/bench_engine.py --cuda, while the data is built).
+# Data (docs/training.md, "The shipped model"): SHARDS x N synthetic scenes at each edge coverage the
+# runs name (same images), with the six simulators' coarse masks; the COCO dataset's patches from
+# eight simulators with a 2-px ignore band, counted twice. RUNS lists the runs as
+# NAME:EDGE-COVERAGE:INPUT-SIZE:BATCH:LR (default the shipped recipe's twins, "a:0.5:64:128:0.01
+# b:0.7:64:128:0.01"); each starts from INIT (default: the shipped weights) and trains on DEVICE
+# (cuda) until DEADLINE seconds after the start (default 545) or for the minutes given, whichever is
+# sooner. Writes OUT/NAME.pt, OUT/NAME_mid.pt (the weights at half time) and OUT/NAME.log (the
+# checkpoints stay in WORK); with BENCH=1 also OUT/bench_cuda.txt (bench/bench_engine.py --cuda,
+# while the data is built).
 # WHEELS=DIR: wheels unpacked into /tmp/site first (a machine that cannot reach PyPI).
 # tools/crop_dataset.py shrinks a COCO dataset to carry it to such a machine.
 set -u
 N=${1:-100}; SHARDS=${2:-12}; MAXMIN=${3:-5}
 : "${COCO:?set COCO to a COCO annotations.json whose images lie beside it}"
+RUNS=${RUNS:-a:0.5:64:128:0.01 b:0.7:64:128:0.01}
 DEVICE=${DEVICE:-cuda}; DEADLINE=${DEADLINE:-545}; INIT=${INIT:-bpr_studio/resources/weights/bpr_lite0_64.pt}
 W=${WORK:-/tmp/bpr_gpu_work}; O=${OUT:-gpu_out}; mkdir -p "$W" "$O"
 T0=$(date +%s); log() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
@@ -23,9 +27,10 @@ fi
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 # cores from the scheduler (nproc would answer OMP_NUM_THREADS, set below for the data jobs)
 CORES=$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")
-WORKERS=$(( CORES > 5 ? (CORES - 2) / 2 : 1 ))
+NRUNS=$(echo $RUNS | wc -w); COVERAGES=$(for r in $RUNS; do echo "$r" | cut -d: -f2; done | sort -u)
+WORKERS=$(( CORES > 2 * NRUNS + 1 ? (CORES - NRUNS) / NRUNS : 1 ))
 python3 -c "import torch, numpy, cv2, pycocotools; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())" || exit 1
-log "$CORES cores, $WORKERS batch workers per run"
+log "$CORES cores, $WORKERS batch workers per run; /dev/shm: $(df -h /dev/shm 2>/dev/null | tail -n 1)"
 if [ -n "${BENCH:-}" ]; then
   (python3 bench/bench_engine.py --cuda --threads 2 --repeats 3 > "$O/bench_cuda.txt" 2>&1; echo "rc=$?" >> "$O/bench_cuda.txt") &
 fi
@@ -58,7 +63,7 @@ JOB
   echo "coco p5 --seed 5 --box-jitter 0.08 --noise 0.15 --threshold 0.35"
   echo "coco p6 --seed 6 --style contour --box-jitter 0.15"
   echo "coco wide --seed 7 --style contour --box-jitter 0.2"; echo "coco wider --seed 8 --style contour --box-jitter 0.3"
-  for k in $(seq 0 $((SHARDS - 1))); do echo "synth $k 0.5"; echo "synth $k 0.7"; done
+  for k in $(seq 0 $((SHARDS - 1))); do for ec in $COVERAGES; do echo "synth $k $ec"; done; done
 } > "$W/jobs.txt"
 log "data: $(wc -l < "$W/jobs.txt") jobs on $CORES cores"
 WORK=$W SCENES=$N COCO=$COCO OMP_NUM_THREADS=1 xargs -P "$CORES" -L 1 bash -c \
@@ -68,12 +73,24 @@ left=$(( DEADLINE - ($(date +%s) - T0) - 50 ))  # 50 s to load the patches and w
 MIN=$(python3 -c "print(round(max(0.5, min($MAXMIN, $left / 60)), 2))")
 log "training for $MIN min on $DEVICE"
 CP=$(ls "$W"/c_*.npz | sed 's/^/--patches /' | tr '\n' ' ')
-for ec in 0.5 0.7; do
-  name=$([ $ec = 0.5 ] && echo a || echo b)
+PIDS=""
+for run in $RUNS; do
+  IFS=: read -r name ec size batch lr <<< "$run"
   SP=$(ls "$W"/s${ec}_*/*.npz | sed 's/^/--patches /' | tr '\n' ' ')
-  python3 -m bpr_studio train $SP $CP $CP --model lite0 --input-size 64 --batch-size 128 --lr 0.01 --iters 1000000 \
-    --minutes "$MIN" --seed 21 --init "$INIT" --device "$DEVICE" --workers "$WORKERS" --checkpoint-minutes 1 \
-    --out "$O/$name.pt" --log "$O/$name.log" --quiet >> "$O/$name.log" 2>&1 &
+  python3 -m bpr_studio train $SP $CP $CP --model lite0 --input-size "$size" --batch-size "$batch" --lr "$lr" \
+    --iters 1000000 --minutes "$MIN" --seed 21 --init "$INIT" --device "$DEVICE" --workers "$WORKERS" \
+    --checkpoint-minutes 0.5 --out "$W/$name.pt" --log "$O/$name.log" --quiet >> "$O/$name.log" 2>&1 &
+  PIDS=${PIDS:+$PIDS,}$!
 done
-wait
-log "done"; tail -n 3 "$O/a.log" "$O/b.log"
+# the weights at half time; GPU load and each run's latest rate meanwhile
+(sleep "$(python3 -c "print(int($MIN * 30) + 20)")"; for run in $RUNS; do n=${run%%:*}; cp "$W/$n.pt" "$O/${n}_mid.pt"; done) &
+MID=$!
+i=0
+while sleep 5 && ps -p "$PIDS" > /dev/null; do
+  [ $(( ++i % 6 )) = 0 ] || continue
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
+  for run in $RUNS; do n=${run%%:*}; grep "patches/s" "$O/$n.log" | tail -n 1; done
+done
+kill $MID 2> /dev/null; wait
+for run in $RUNS; do n=${run%%:*}; cp "$W/$n.pt" "$O/$n.pt"; done
+log "done"; for run in $RUNS; do tail -n 3 "$O/${run%%:*}.log"; done

@@ -47,7 +47,7 @@ from .atomic import atomic_write
 from .config import RefinerConfig, TrainConfig
 from .matching import match_instances
 from .metrics import mask_iou
-from .patches import crop_boxes, network_inputs
+from .patches import IMAGENET_MEAN, IMAGENET_STD, crop_boxes
 from .refiner import patch_boxes
 
 
@@ -257,21 +257,38 @@ def _square_max(masks: np.ndarray, width: int) -> np.ndarray:
     return np.logical_or.reduce([out[:, :, i:i + p] for i in range(2 * width + 1)])
 
 
-def batch_tensors(images: np.ndarray, coarse: np.ndarray, target: np.ndarray, input_size: int,
-                  band: np.ndarray | None = None, boundary_weight: float = 1.0
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Network input (B, 4, S, S) float32, target (B, S, S) int64 (1 = foreground) and loss weights
-    (B, S, S) float32 (:func:`loss_weights`; ``band`` None = every target exact), S = input_size;
-    the target is resized bilinearly and thresholded at 0.5, the weights by nearest neighbour."""
-    x = network_inputs(images, coarse, input_size)
-    t = torch.from_numpy(target).unsqueeze(1).float()
+def batch_arrays(images: np.ndarray, coarse: np.ndarray, target: np.ndarray, band: np.ndarray | None = None,
+                 boundary_weight: float = 1.0) -> tuple[torch.Tensor, ...]:
+    """A batch at patch resolution as CPU tensors, compact enough to ship from a worker process:
+    images (B, P, P, 3) uint8, coarse and target (B, P, P) bool, loss weights (B, P, P) float32
+    (:func:`loss_weights`; ``band`` None = every target exact). :func:`batch_tensors` makes the
+    network's input from them on the training device."""
     if band is None:
         band = np.zeros(len(target), np.uint8)
-    w = torch.from_numpy(loss_weights(target, band, boundary_weight))
-    w = w.unsqueeze(1)
-    if t.shape[-1] != input_size:
-        t = F.interpolate(t, size=(input_size, input_size), mode="bilinear", align_corners=False)
-        w = F.interpolate(w, size=(input_size, input_size), mode="nearest")
+    weights = loss_weights(target, band, boundary_weight)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (images, coarse, target, weights))
+
+
+def batch_tensors(images: torch.Tensor, coarse: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                  input_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`batch_arrays`' tensors (on any device) -> network input (B, 4, S, S) float32, target
+    (B, S, S) int64 (1 = foreground) and loss weights (B, S, S) float32 on that device, S = input_size.
+
+    The input is :func:`bpr_studio.core.patches.network_inputs`' (ImageNet-normalised image, mask
+    -1/+1, the same arithmetic, so equal on the CPU), made on the device; the target is resized
+    bilinearly and thresholded at 0.5, the weights by nearest neighbour.
+    """
+    scale = torch.tensor([1.0 / v for v in IMAGENET_STD] + [2.0], device=images.device).view(1, 4, 1, 1)
+    shift = torch.tensor([-m / v for m, v in zip(IMAGENET_MEAN, IMAGENET_STD)] + [-1.0],
+                         device=images.device).view(1, 4, 1, 1)
+    x = torch.cat([images.permute(0, 3, 1, 2).float(), coarse.unsqueeze(1).float()], dim=1) * scale + shift
+    t, w = target.unsqueeze(1).float(), weights.unsqueeze(1)
+    if x.shape[-1] != input_size:
+        size = (input_size, input_size)
+        x = torch.cat([F.interpolate(x[:, :3], size=size, mode="bilinear", align_corners=False),
+                       F.interpolate(x[:, 3:], size=size, mode="nearest")], dim=1)
+        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+        w = F.interpolate(w, size=size, mode="nearest")
     return x, (t[:, 0] > 0.5).long(), w[:, 0]
 
 
@@ -303,8 +320,8 @@ def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_s
     p = patches.images.shape[1]
     for s in range(0, len(patches), batch_size):
         sl = slice(s, s + batch_size)
-        x, t, w = (v.to(device) for v in batch_tensors(patches.images[sl], patches.coarse[sl], patches.target[sl],
-                                                        input_size, patches.band[sl]))
+        raw = batch_arrays(patches.images[sl], patches.coarse[sl], patches.target[sl], patches.band[sl])
+        x, t, w = batch_tensors(*(v.to(device) for v in raw), input_size)
         logits = model(x)
         losses.append(float(weighted_loss(logits, t, w)) * len(x))
         prob = torch.softmax(logits, 1)[:, 1:2]
@@ -326,7 +343,8 @@ class TrainBatches(torch.utils.data.Dataset):
     ``config.batch_size`` at a time (the last incomplete batch of an epoch is left out); batch ``i``
     is augmented with ``default_rng([seed, i, 1])``. So a resumed run sees the batches an
     uninterrupted one would, and batches built in worker processes are the ones built in the
-    training process. ``batches[i]`` is :func:`batch_tensors`' (x, target, weights) on the CPU.
+    training process. ``batches[i]`` is :func:`batch_arrays`' tuple (at patch resolution, uint8 and
+    bool where it can be: a batch of 512 patches of 64 px is 17 MB).
     """
 
     def __init__(self, patches: PatchSet, train_index: np.ndarray, config: TrainConfig):
@@ -343,12 +361,12 @@ class TrainBatches(torch.utils.data.Dataset):
                 len(self.train_index))
         return self.train_index[np.sort(self._order[j * b:(j + 1) * b])]
 
-    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, ...]:
         idx, c = self.indices(iteration), self.config
         rng = np.random.default_rng([c.seed, iteration, 1])
         images, coarse, target = augment(self.patches.images[idx], self.patches.coarse[idx], self.patches.target[idx],
                                          rng, c.mask_jitter, c.mask_jitter_px)
-        return batch_tensors(images, coarse, target, c.input_size, self.patches.band[idx], c.boundary_weight)
+        return batch_arrays(images, coarse, target, self.patches.band[idx], c.boundary_weight)
 
 
 def _one_thread_worker(_: int) -> None:
@@ -446,14 +464,14 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     window: list[float] = []
     loader = batch_loader(TrainBatches(patches, train_index, config), iteration, config.workers,
                           pin_memory=device.type == "cuda")
-    for x, t, w in loader:
+    for raw in loader:
         elapsed = elapsed_before + time.monotonic() - start
         if config.max_seconds and elapsed >= config.max_seconds:
             break
         lr = learning_rate(config, iteration, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, t, w = (v.to(device, non_blocking=True) for v in (x, t, w))
+        x, t, w = batch_tensors(*(v.to(device, non_blocking=True) for v in raw), config.input_size)
         loss = weighted_loss(model(x), t, w)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
