@@ -205,6 +205,9 @@ def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tin
     assert again.adapt.weights_label.text() == f"weights: {expected.name}"
     again.actions["default_weights"].trigger()
     assert again.adapt.weights_label.text() == "weights: default" and again.session.weights is None
+    again.actions["precise_weights"].trigger()
+    assert again.adapt.weights_label.text() == "weights: bpr_lite0_128.pt"
+    assert again.session.weights.endswith("bpr_lite0_128.pt")
     again.close()
 
 

@@ -194,3 +194,22 @@ def test_mirror_option():
     base = ["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json", "--out", "o.json"]
     assert not refiner_config(build_parser().parse_args(base)).mirror
     assert refiner_config(build_parser().parse_args(base + ["--mirror", "yes"])) == RefinerConfig(mirror=True)
+
+
+def test_weights_name_a_shipped_file_or_a_path(tmp_path):
+    """--weights fast|precise|paper are the shipped files; anything else is a path; each shipped file
+    is the family and input size its name says."""
+    from bpr_studio.cli import build_parser
+    from bpr_studio.core.config import SHIPPED_WEIGHTS
+    from bpr_studio.core.model import load_weights
+
+    base = ["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json", "--out", "o.json"]
+    expected = {"fast": ("lite0", 64), "precise": ("lite0", 128), "paper": ("hr18s", 128)}
+    assert set(SHIPPED_WEIGHTS) == set(expected)
+    for name, (arch, size) in expected.items():
+        path = build_parser().parse_args(base + ["--weights", name]).weights
+        assert path.name == SHIPPED_WEIGHTS[name] and path.is_file()
+        info = load_weights(path)[1]
+        assert (info["arch"], info["input_size"]) == (arch, size)
+    given = tmp_path / "precise"  # a file named like a shipped one is reached by its path
+    assert build_parser().parse_args(base + ["--weights", str(given)]).weights == given

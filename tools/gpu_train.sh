@@ -9,7 +9,8 @@
 # NAME:EDGE-COVERAGE:INPUT-SIZE:BATCH:LR (default the shipped recipe's twins, "a:0.5:64:128:0.01
 # b:0.7:64:128:0.01"); each starts from INIT (default: the shipped weights) and trains on DEVICE
 # (cuda) until DEADLINE seconds after the start (default 545) or for the minutes given, whichever is
-# sooner. Writes OUT/NAME.pt, OUT/NAME_mid.pt (the weights at half time) and OUT/NAME.log (the
+# sooner. SEED (600) numbers the scenes: shard k is scene seed SEED + k, prediction seed SEED + 100 + k.
+# Writes OUT/NAME.pt (refreshed every 30 s), OUT/NAME_mid.pt (the weights at half time) and OUT/NAME.log (the
 # checkpoints stay in WORK); with BENCH=1 also OUT/bench_cuda.txt (bench/bench_engine.py --cuda,
 # while the data is built).
 # WHEELS=DIR: wheels unpacked into /tmp/site first (a machine that cannot reach PyPI).
@@ -45,7 +46,7 @@ if [ "$1" = coco ]; then
   ex "$WORK/c_$name.npz" --images "$D" --annotations "$COCO" --predictions "$WORK/c_$name.json" --boundary-band 2
 else
   k=$2; ec=$3; S=$WORK/s${ec}_$k
-  $B synth --out "$S" --images "$SCENES" --seed $((600 + k)) --prediction-seed $((700 + k)) --edge-coverage "$ec" || exit 1
+  $B synth --out "$S" --images "$SCENES" --seed $((SEED + k)) --prediction-seed $((SEED + 100 + k)) --edge-coverage "$ec" || exit 1
   sim() { $B simulate --annotations "$S/annotations.json" --out "$S/$1.json" "${@:2}"; }
   sim p2 --seed 2 --threshold 0.4 && sim p3 --seed 3 --style contour && \
   sim p4 --seed 4 --style quarter --noise 0.1 --threshold 0.4 && \
@@ -66,7 +67,7 @@ JOB
   for k in $(seq 0 $((SHARDS - 1))); do for ec in $COVERAGES; do echo "synth $k $ec"; done; done
 } > "$W/jobs.txt"
 log "data: $(wc -l < "$W/jobs.txt") jobs on $CORES cores"
-WORK=$W SCENES=$N COCO=$COCO OMP_NUM_THREADS=1 xargs -P "$CORES" -L 1 bash -c \
+WORK=$W SCENES=$N COCO=$COCO SEED=${SEED:-600} OMP_NUM_THREADS=1 xargs -P "$CORES" -L 1 bash -c \
   'bash "$WORK/job.sh" "$@" > "$WORK/log_$(echo "$@" | tr " ." "__").txt" 2>&1 || echo "FAILED: $@ (log in $WORK)"' _ < "$W/jobs.txt"
 log "data done: $(ls "$W"/c_*.npz "$W"/s*/*.npz 2>/dev/null | wc -l) patch files, $(du -sh "$W" | cut -f1)"
 left=$(( DEADLINE - ($(date +%s) - T0) - 50 ))  # 50 s to load the patches and write the last checkpoint
@@ -89,7 +90,7 @@ i=0
 while sleep 5 && ps -p "$PIDS" > /dev/null; do
   [ $(( ++i % 6 )) = 0 ] || continue
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
-  for run in $RUNS; do n=${run%%:*}; grep "patches/s" "$O/$n.log" | tail -n 1; done
+  for run in $RUNS; do n=${run%%:*}; grep "patches/s" "$O/$n.log" | tail -n 1; cp "$W/$n.pt" "$O/$n.pt" 2> /dev/null; done
 done
 kill $MID 2> /dev/null; wait
 for run in $RUNS; do n=${run%%:*}; cp "$W/$n.pt" "$O/$n.pt"; done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.config import weights_path
 from . import add_refiner_arguments, refiner_config
 
 
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="COCO results JSON files (several after one flag, or the flag repeated); the first "
                              "is the baseline the others are compared with")
     parser.add_argument("--refine", nargs="?", const="default", action="append", default=[], metavar="WEIGHTS",
-                        help="add a row: the first predictions refined with BPR (the shipped model, or WEIGHTS); "
+                        help="add a row: the first predictions refined with BPR (the shipped model, or WEIGHTS: a file, or "
+                             "a shipped one by name, fast|precise|paper); "
                              "repeat to compare models")
     parser.add_argument("--baseline", choices=("grabcut",), action="append", default=[],
                         help="add a row: the first predictions refined by a classical method: grabcut = OpenCV's "
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [(Path(p).name, read_coco_results(p, ground_truth)) for p in args.predictions]
     first_name, first = rows[0]
     for refine in args.refine:
-        weights = None if refine == "default" else refine
+        weights = None if refine == "default" else weights_path(refine)
         label = "shipped model" if weights is None else Path(weights).name
         rows.append((f"{first_name} + BPR ({label})",
                      refine_predictions(ground_truth, first, refiner_config(args), weights, progress=True)))

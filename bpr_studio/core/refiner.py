@@ -40,8 +40,9 @@ class RefinedInstance:
 
 def default_weights_path() -> Path:
     """The default shipped with the package, config.DEFAULT_WEIGHTS (the EfficientNet-Lite0 refiner at
-    input 64, docs/training.md; the paper's HRNetV2-W18-Small, config.PAPER_WEIGHTS, lies beside it)."""
+    input 64, docs/training.md; the others of config.SHIPPED_WEIGHTS lie beside it)."""
     return RESOURCES / "weights" / DEFAULT_WEIGHTS
+
 
 
 class DeviceError(ValueError):

@@ -17,6 +17,7 @@ import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
 from ..core.adapt import CorrectedImage
+from ..core.config import weights_path
 from ..session.adapt import adapted_weights_path, corrected_images, unreviewed_instances
 from .worker import start_worker
 
@@ -109,6 +110,8 @@ class AdaptController(QtCore.QObject):
                                  ("adapt_budget", "Adaptation time &budget...", self.ask_budget),
                                  ("adapt_cancel", "Cancel ada&ptation", self.cancel),
                                  ("default_weights", "Use de&fault weights", lambda: self.use_weights(None)),
+                                 ("precise_weights", "Use &precise weights (input 128, 3.5x the time)",
+                                  lambda: self.use_weights(weights_path("precise"))),
                                  ("refine_unreviewed", "Refine &unreviewed instances", self.refine_unreviewed)):
             action = QtWidgets.QAction(text, window)
             action.triggered.connect(lambda *_, slot=slot: slot())
