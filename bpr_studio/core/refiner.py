@@ -44,7 +44,6 @@ def default_weights_path() -> Path:
     return RESOURCES / "weights" / DEFAULT_WEIGHTS
 
 
-
 class DeviceError(ValueError):
     """The device asked for does not exist on this machine; the message says which ones do."""
 
