@@ -80,7 +80,9 @@ def test_weights_round_trip_and_refuse_the_wrong_family(tmp_path):
         load_weights(mislabelled)
 
 
-def test_a_tiny_training_run_lowers_the_loss(tmp_path):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_tiny_training_run_lowers_the_loss(tmp_path, bf16):
+    """Also under bfloat16 autocast (TrainConfig.bf16, meant for GPUs; on this CPU slow but correct)."""
     rng = np.random.default_rng(0)
     k = 64
     images = rng.integers(0, 80, (k, 32, 32, 3), dtype=np.uint8)
@@ -90,7 +92,8 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path):
     images[target] += 120
     coarse = np.roll(target, 3, axis=2)
     patches = PatchSet(images, coarse, target)
-    config = TrainConfig(model="lite0", input_size=32, iters=40, batch_size=8, lr=0.02, val_patches=8, threads=1)
+    config = TrainConfig(model="lite0", input_size=32, iters=40, batch_size=8, lr=0.02, val_patches=8, threads=1,
+                         bf16=bf16)
     losses = train(patches, tmp_path / "w.pt", config, progress=False)
     assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
     assert load_weights(tmp_path / "w.pt")[1]["arch"] == "lite0"

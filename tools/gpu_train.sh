@@ -6,13 +6,13 @@
 # Data (docs/training.md, "The shipped model"): SHARDS x N synthetic scenes at each edge coverage the
 # runs name (same images), with the six simulators' coarse masks; the COCO dataset's patches from
 # eight simulators with a 2-px ignore band, counted twice. RUNS lists the runs as
-# NAME:EDGE-COVERAGE:INPUT-SIZE:BATCH:LR (default the shipped recipe's twins, "a:0.5:64:128:0.01
-# b:0.7:64:128:0.01"); each starts from INIT (default: the shipped weights) and trains on DEVICE
-# (cuda) until DEADLINE seconds after the start (default 545) or for the minutes given, whichever is
-# sooner. SEED (600) numbers the scenes: shard k is scene seed SEED + k, prediction seed SEED + 100 + k.
-# Writes OUT/NAME.pt (refreshed every 30 s), OUT/NAME_mid.pt (the weights at half time) and OUT/NAME.log (the
-# checkpoints stay in WORK); with BENCH=1 also OUT/bench_cuda.txt (bench/bench_engine.py --cuda,
-# while the data is built).
+# NAME:EDGE-COVERAGE:INPUT-SIZE:BATCH:LR[:bf16] (default the shipped recipe's twins,
+# "a:0.5:64:128:0.01 b:0.7:64:128:0.01"; bf16: `train --bf16`); each starts from INIT (default: the
+# shipped weights) and trains on DEVICE (cuda) until DEADLINE seconds after the start (default 545)
+# or for the minutes given, whichever is sooner. SEED (600) numbers the scenes: shard k is scene
+# seed SEED + k, prediction seed SEED + 100 + k. Writes OUT/NAME.pt (refreshed every 30 s),
+# OUT/NAME_mid.pt (the weights at half time) and OUT/NAME.log (the checkpoints stay in WORK); with
+# BENCH=1 also OUT/bench_cuda.txt (bench/bench_engine.py --cuda, while the data is built).
 # WHEELS=DIR: wheels unpacked into /tmp/site first (a machine that cannot reach PyPI).
 # tools/crop_dataset.py shrinks a COCO dataset to carry it to such a machine.
 set -u
@@ -76,11 +76,11 @@ log "training for $MIN min on $DEVICE"
 CP=$(ls "$W"/c_*.npz | sed 's/^/--patches /' | tr '\n' ' ')
 PIDS=""
 for run in $RUNS; do
-  IFS=: read -r name ec size batch lr <<< "$run"
+  IFS=: read -r name ec size batch lr bf16 <<< "$run"
   SP=$(ls "$W"/s${ec}_*/*.npz | sed 's/^/--patches /' | tr '\n' ' ')
   python3 -m bpr_studio train $SP $CP $CP --model lite0 --input-size "$size" --batch-size "$batch" --lr "$lr" \
     --iters 1000000 --minutes "$MIN" --seed 21 --init "$INIT" --device "$DEVICE" --workers "$WORKERS" \
-    --checkpoint-minutes 0.5 --out "$W/$name.pt" --log "$O/$name.log" --quiet >> "$O/$name.log" 2>&1 &
+    --checkpoint-minutes 0.5 --out "$W/$name.pt" --log "$O/$name.log" --quiet ${bf16:+--bf16} >> "$O/$name.log" 2>&1 &
   PIDS=${PIDS:+$PIDS,}$!
 done
 # the weights at half time; GPU load and each run's latest rate meanwhile

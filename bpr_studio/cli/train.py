@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="auto",
                         help="where the network trains: auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
+    parser.add_argument("--bf16", action="store_true",
+                        help="forward pass and loss under bfloat16 autocast (for a GPU; weights stay float32)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes that build batches ahead of the network (default: 0 on the CPU; on a "
                              "GPU one per CPU core but one, at most 8, as one core cannot keep a GPU busy)")
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
                          lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
                          seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter,
-                         mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers)
+                         mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers, bf16=args.bf16)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
     losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,

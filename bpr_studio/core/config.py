@@ -115,7 +115,9 @@ class TrainConfig:
     cross-entropy). mask_jitter: share of the coarse mask patches dilated or eroded in augmentation
     (core.train.augment; 0 = none), by 1 to mask_jitter_px px. device: where the network trains
     ("cpu", "cuda", "cuda:1", ...). workers: processes that build batches ahead of the network
-    (0 = in the training process), for a GPU that one CPU core cannot keep busy.
+    (0 = in the training process), for a GPU that one CPU core cannot keep busy. bf16: the forward
+    pass and the loss under bfloat16 autocast (weights, gradients and optimizer stay float32; for a
+    GPU: a CPU without native bfloat16 runs it many times slower).
     """
 
     model: str = DEFAULT_MODEL
@@ -137,6 +139,7 @@ class TrainConfig:
     mask_jitter_px: int = 1
     device: str = "cpu"
     workers: int = 0
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:

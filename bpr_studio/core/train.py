@@ -472,7 +472,8 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, t, w = batch_tensors(*(v.to(device, non_blocking=True) for v in raw), config.input_size)
-        loss = weighted_loss(model(x), t, w)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            loss = weighted_loss(model(x), t, w)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
