@@ -77,6 +77,10 @@ def main() -> int:
     parser.add_argument("--mirror", choices=("no", "yes", "both"), default="no",
                         help="RefinerConfig.mirror of the refined rows; both: each row without and with it "
                              "(rows 'WEIGHTS mirror')")
+    parser.add_argument("--path", choices=("fast", "plain", "both"), default="fast",
+                        help="the Refiner's CPU path of the refined rows: fast (int8 ONNX Runtime where installed, "
+                             "what the program runs on a CPU), plain (fp32 PyTorch, what a GPU computes, in fp16 "
+                             "there), both: each row on both (rows 'WEIGHTS plain')")
     parser.add_argument("--grabcut-band-fg", action="store_true",
                         help="also score grabcut50's rows against its masks with the uncertain band as foreground")
     parser.add_argument("--out", default=None, help="write every per-seed table and the means as JSON")
@@ -95,9 +99,12 @@ def main() -> int:
                       else simulate_predictions(gt, seed, style=args.style, threshold=args.threshold))
             rows = [("coarse", coarse)]
             mirrors = {"no": [False], "yes": [True], "both": [False, True]}[args.mirror]
-            rows += [(row_name(w, m, args.margins) + (" mirror" if f else ""),
-                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f), weights=w))
-                     for w in args.weights for m in (args.margins or [RefinerConfig.margin]) for f in mirrors]
+            paths = {"fast": [True], "plain": [False], "both": [True, False]}[args.path]
+            rows += [(row_name(w, m, args.margins) + (" mirror" if f else "") + ("" if fast else " plain"),
+                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f), weights=w, device="cpu",
+                                         fast=fast))
+                     for w in args.weights for m in (args.margins or [RefinerConfig.margin]) for f in mirrors
+                     for fast in paths]
             if not args.no_baselines:
                 rows.append(("grabcut", grabcut_predictions(gt, coarse)))
                 rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))

@@ -51,12 +51,14 @@ def replace_masks(ground_truth: Dataset, predictions: Dataset,
 
 
 def refine_predictions(ground_truth: Dataset, predictions: Dataset, config: RefinerConfig | None = None,
-                       weights: str | Path | None = None, device: str = "auto", progress: bool = False) -> Dataset:
+                       weights: str | Path | None = None, device: str = "auto", progress: bool = False,
+                       fast: bool = True) -> Dataset:
     """The predictions refined by BPR in memory (weights None = the shipped model; config None =
-    RefinerConfig's defaults). For files of any size with shards and resume, see pipeline.refine."""
+    RefinerConfig's defaults; fast: the Refiner's fast path, False = plain fp32 PyTorch). For files
+    of any size with shards and resume, see pipeline.refine."""
     from ..core.refiner import Refiner
 
-    refiner = Refiner(config or RefinerConfig(), weights=weights, device=device)
+    refiner = Refiner(config or RefinerConfig(), weights=weights, device=device, fast=fast)
     return replace_masks(ground_truth, predictions,
                          lambda image, rec: [r.mask for r in refiner.refine(image, rec.masks())], "refine", progress)
 
