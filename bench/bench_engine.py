@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import reference_port  # noqa: E402
 
 from bpr_studio.core import patches as ours  # noqa: E402
-from bpr_studio.core.config import RefinerConfig  # noqa: E402
+from bpr_studio.core.config import RefinerConfig, weights_path  # noqa: E402
 from bpr_studio.core.inference import fast_inference  # noqa: E402
 from bpr_studio.core.model import build_model, load_weights  # noqa: E402
 
@@ -473,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=20)
     parser.add_argument("--patch-size", type=int, default=RefinerConfig.patch_size)
     parser.add_argument("--nms-thr", type=float, default=RefinerConfig.nms_thr)
-    parser.add_argument("--weights", help="a weights file for (c); default: randomly initialised hr18s")
+    parser.add_argument("--weights", type=lambda text: str(weights_path(text)),
+                        help="a weights file, or fast|precise|paper (the shipped ones), for (c) (default: randomly "
+                             "initialised hr18s) and the other sections (default: the shipped default)")
     parser.add_argument("--extra-modes", nargs="*", default=[], choices=["channels_last", "bf16", "compile"],
                         help="also time these CPU modes in (c) (compile takes minutes, bf16 is very slow "
                              "without native bfloat16)")

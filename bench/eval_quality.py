@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bpr_studio.core.config import RefinerConfig
+from bpr_studio.core.config import RefinerConfig, weights_path
 from bpr_studio.io.coco import read_coco
 from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
 from bpr_studio.io.split import split_coco
@@ -62,7 +62,8 @@ def evaluation_sets(seeds: dict[str, int]) -> dict[str, tuple]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", action="append", required=True, help="weights file to evaluate (repeatable)")
+    parser.add_argument("--weights", action="append", required=True, type=lambda text: str(weights_path(text)),
+                        help="weights file to evaluate, or fast|precise|paper (the shipped ones); repeatable")
     parser.add_argument("--seeds", type=int, nargs=3, default=(5, 3, 2), metavar=("VOC", "GRABCUT", "COCO"),
                         help="simulator seeds per set (default 5 3 2)")
     parser.add_argument("--sets", nargs="+", default=None, help="only these sets (VOC, grabcut50, 'coco_mval val')")

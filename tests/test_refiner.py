@@ -151,6 +151,18 @@ def test_input_size_comes_from_the_weights_unless_given(tmp_path):
     assert Refiner(weights=bare, device="cpu", fast=False).config.input_size == 128
 
 
+def test_weights_that_forbid_int8_refine_in_float32(tmp_path):
+    """A weights file whose meta says int8 False (the shipped precise model) gets float32 ONNX Runtime
+    on the fast CPU path, never an int8 graph; others get int8."""
+    pytest.importorskip("onnxruntime")
+    model = build_model("hr18s")
+    for int8, expected in ((False, "onnxruntime"), (None, "onnxruntime-int8")):
+        path = tmp_path / f"w{int8}.pt"
+        save_weights(path, model, "hr18s", meta={"train": {"input_size": 32}, **({} if int8 is None else {"int8": int8})})
+        refiner = Refiner(RefinerConfig(patch_size=16), weights=path, device="cpu")
+        assert refiner._forward.mode == expected
+
+
 def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
     image, masks = scene
     # the disc's box is 49 px on a side, the corner block's 29 px

@@ -63,7 +63,7 @@ def add_weights_argument(parser: argparse.ArgumentParser, text: str = "refinemen
                         help=f"{text}: a weights file, or a shipped one by name: fast ({DEFAULT_WEIGHTS}, the "
                              f"default, {MODELS[DEFAULT_MODEL].description}, input 64), precise "
                              f"({SHIPPED_WEIGHTS['precise']}, the same at input 128: more exact on real "
-                             f"photographs, 3.5x the CPU time), paper ({PAPER_WEIGHTS}, {MODELS['hr18s'].description})")
+                             f"photographs, 5.6x the CPU time), paper ({PAPER_WEIGHTS}, {MODELS['hr18s'].description})")
 
 
 def add_refiner_arguments(parser: argparse.ArgumentParser, fields=tuple(REFINER_OPTIONS)) -> None:

@@ -286,8 +286,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     path: a file written by :func:`save_weights`. device: where the model goes. arch: if given, the
     architecture the caller expects; a file of another one raises.
     Returns (model in eval mode, float32, on ``device``; info ``{"arch": str, "meta": dict | None,
-    "path": str, "input_size": int, "input_norm": {"mean": tuple, "std": tuple}}``; input_size: the
-    side it was trained at, ``meta["train"]["input_size"]``, else the family's). Raises :class:`WeightsError` naming the file and the reason when the file is
+    "path": str, "input_size": int, "input_norm": {"mean": tuple, "std": tuple}, "int8": bool}``;
+    input_size: the side it was trained at, ``meta["train"]["input_size"]``, else the family's; int8:
+    whether the fast CPU path may quantise it, False where ``meta["int8"]`` says so because its int8
+    graph lost quality). Raises :class:`WeightsError` naming the file and the reason when the file is
     missing, unreadable or corrupt, not a BPR Studio weights file, of another architecture than
     ``arch``, or when its tensors do not fit its architecture.
     """
@@ -322,7 +324,8 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     model.to(device).eval()
     meta = payload.get("meta")
     return model, {"arch": name, "meta": meta, "path": str(path), "input_size": _trained_input_size(meta, name),
-                   "input_norm": _input_norm(payload.get("input_norm"), path)}
+                   "input_norm": _input_norm(payload.get("input_norm"), path),
+                   "int8": not (isinstance(meta, dict) and meta.get("int8") is False)}
 
 
 def _trained_input_size(meta: dict | None, arch: str) -> int:

@@ -111,8 +111,9 @@ class Refiner:
     weights: path of a weights file (core.model.save_weights); None = the shipped default.
     device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
     fast: use core.inference.fast_inference (on CPU: ONNX Runtime int8 calibrated on synthetic
-        boundary patches, cached on disk; masks within the quality of plain mode, 3-6x faster)
-        instead of plain eager PyTorch.
+        boundary patches, cached on disk; masks within the quality of plain mode, 3-6x faster; float32
+        ONNX Runtime for weights whose file forbids int8, see core.model.load_weights) instead of
+        plain eager PyTorch.
     """
 
     def __init__(self, config: RefinerConfig | None = None, weights: str | Path | None = None,
@@ -123,8 +124,9 @@ class Refiner:
         self._norm = info["input_norm"]
         config = config or RefinerConfig()
         self.config = dataclasses.replace(config, model=info["arch"], input_size=config.input_size or info["input_size"])
+        calibration = self._calibration_inputs if info["int8"] else None  # None: no int8 graph
         self._forward = fast_inference(self.model, self.device, input_size=self.config.input_size,
-                                       calibration=self._calibration_inputs) if fast else self.model
+                                       calibration=calibration) if fast else self.model
 
     def _calibration_inputs(self, input_size: int) -> torch.Tensor:
         """(64, 4, input_size, input_size) float32 network inputs for int8 calibration."""

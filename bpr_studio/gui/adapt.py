@@ -110,7 +110,7 @@ class AdaptController(QtCore.QObject):
                                  ("adapt_budget", "Adaptation time &budget...", self.ask_budget),
                                  ("adapt_cancel", "Cancel ada&ptation", self.cancel),
                                  ("default_weights", "Use de&fault weights", lambda: self.use_weights(None)),
-                                 ("precise_weights", "Use &precise weights (input 128, 3.5x the time)",
+                                 ("precise_weights", "Use &precise weights (input 128, 5.6x the time)",
                                   lambda: self.use_weights(weights_path("precise"))),
                                  ("refine_unreviewed", "Refine &unreviewed instances", self.refine_unreviewed)):
             action = QtWidgets.QAction(text, window)
