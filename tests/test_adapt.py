@@ -152,7 +152,7 @@ def test_session_remembers_weights_and_source(tiny_dataset, tmp_path, capsys):
         reopen_session(old)
 
 
-def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tiny_dataset, monkeypatch):
+def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tiny_dataset, monkeypatch, tmp_path):
     """End to end: review, adapt (tiny budget; the guard forced to keep), weights switch and are remembered,
     unreviewed instances re-refined on request, accepted and edited work unchanged, back to the default."""
     from bpr_studio.gui.main_window import MainWindow
@@ -208,6 +208,18 @@ def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tin
     again.actions["precise_weights"].trigger()
     assert again.adapt.weights_label.text() == "weights: bpr_lite0_128.pt"
     assert again.session.weights.endswith("bpr_lite0_128.pt")
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not weights")
+    assert not again.adapt.choose_weights(bad)  # said, naming the file; the weights in use stay
+    assert "broken.pt: not a BPR Studio weights file" in again.last_error
+    assert again.adapt.weights_label.text() == "weights: bpr_lite0_128.pt"
+    assert again.adapt.choose_weights(expected) and again.session.weights == str(expected)
+    from PyQt5 import QtWidgets
+
+    from bpr_studio.core.config import weights_path
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (str(weights_path("fast")), ""))
+    again.actions["weights_file"].trigger()  # Refine > Use weights file...
+    assert again.adapt.weights_label.text() == "weights: bpr_lite0_64.pt"
     again.close()
 
 

@@ -112,7 +112,10 @@ class AdaptController(QtCore.QObject):
                                  ("default_weights", "Use de&fault weights", lambda: self.use_weights(None)),
                                  ("precise_weights", "Use &precise weights (input 128, 5.6x the time)",
                                   lambda: self.use_weights(weights_path("precise"))),
+                                 ("weights_file", "Use weights &file...", self.choose_weights),
                                  ("refine_unreviewed", "Refine &unreviewed instances", self.refine_unreviewed)):
+            if name == "default_weights":  # the weights to refine with, after adaptation's own actions
+                menu.addSeparator()
             action = QtWidgets.QAction(text, window)
             action.triggered.connect(lambda *_, slot=slot: slot())
             menu.addAction(action)
@@ -143,6 +146,26 @@ class AdaptController(QtCore.QObject):
         self._show_weights()
         if announce:
             self._say("default weights in use" if path is None else f"weights in use: {self.weights.name}")
+
+    def choose_weights(self, path=None) -> bool:
+        """Refine with a weights file the user picks (``path`` given: that one, no dialog), e.g. one
+        written by ``bpr-studio train``. A file that does not load is said, naming it and why, and the
+        weights in use stay. Returns whether the weights changed."""
+        from ..core.model import WeightsError, load_weights
+
+        if path is None:
+            start = str(self.weights_in_use or weights_path("fast"))
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Refinement weights", start,
+                                                            "BPR Studio weights (*.pt);;All files (*)")
+            if not path:
+                return False
+        try:
+            load_weights(path)
+        except WeightsError as exc:
+            self.window.show_error("Refinement weights", f"{exc}; the weights in use are unchanged")
+            return False
+        self.use_weights(path)
+        return True
 
     def session_opened(self, session) -> None:
         """Take the weights the session remembers (the default when it names none or the file is gone); an
