@@ -207,7 +207,7 @@ def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tin
     assert again.adapt.weights_label.text() == "weights: default" and again.session.weights is None
     again.actions["precise_weights"].trigger()
     assert again.adapt.weights_label.text() == "weights: bpr_lite0_128.pt"
-    assert again.session.weights.endswith("bpr_lite0_128.pt")
+    assert again.session.weights == "precise"  # by name: found again after the package moves
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not weights")
     assert not again.adapt.choose_weights(bad)  # said, naming the file; the weights in use stay
@@ -220,7 +220,14 @@ def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tin
     monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (str(weights_path("fast")), ""))
     again.actions["weights_file"].trigger()  # Refine > Use weights file...
     assert again.adapt.weights_label.text() == "weights: bpr_lite0_64.pt"
+    again.actions["precise_weights"].trigger()
     again.close()
+    third = MainWindow()  # reopened: the session's "precise" is the shipped file
+    qtbot.addWidget(third)
+    assert third.open_dataset(tiny_dataset / "annotations.json", predictions=tiny_dataset / "predictions.json")
+    assert third.adapt.weights_label.text() == "weights: bpr_lite0_128.pt"
+    assert third.refinement.factory.weights == weights_path("precise")
+    third.close()
 
 
 def test_window_cancels_an_adaptation(qtbot, tiny_dataset):

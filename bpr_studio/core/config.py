@@ -43,6 +43,16 @@ def weights_path(name_or_path: str | os.PathLike) -> Path:
     return RESOURCES / "weights" / shipped if shipped else Path(name_or_path)
 
 
+def weights_name(path: str | os.PathLike) -> str:
+    """How to record a weights file so that :func:`weights_path` finds it again after the package moves
+    (a new install, another virtual environment): a shipped file by its name, any other by its path."""
+    path = Path(path)
+    for name, file in SHIPPED_WEIGHTS.items():
+        if path.name == file and path.resolve().parent == (RESOURCES / "weights").resolve():
+            return name
+    return str(path)
+
+
 @dataclass(frozen=True)
 class RefinerConfig:
     """How patches are sampled and fed to the network.

@@ -17,7 +17,7 @@ import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
 from ..core.adapt import CorrectedImage
-from ..core.config import weights_path
+from ..core.config import weights_name, weights_path
 from ..session.adapt import adapted_weights_path, corrected_images, unreviewed_instances
 from .worker import start_worker
 
@@ -141,8 +141,9 @@ class AdaptController(QtCore.QObject):
         self.weights = None if path is None else Path(path)
         window.refinement.set_factory(self._default_factory if path is None
                                       else self._make_factory(self.weights, self.device))
-        if window.session is not None and window.session.weights != (None if path is None else str(path)):
-            window.session.set_weights(path)
+        recorded = None if path is None else weights_name(path)
+        if window.session is not None and window.session.weights != recorded:
+            window.session.set_weights(recorded)
         self._show_weights()
         if announce:
             self._say("default weights in use" if path is None else f"weights in use: {self.weights.name}")
@@ -171,9 +172,9 @@ class AdaptController(QtCore.QObject):
         """Take the weights the session remembers (the default when it names none or the file is gone); an
         adaptation still running for the previous session is cancelled."""
         self.cancel()
-        remembered = session.weights
-        if remembered is not None and not Path(remembered).is_file():
-            self.window.show_error("Adapted weights", f"{remembered}: the weights this session used are gone; "
+        remembered = None if session.weights is None else weights_path(session.weights)
+        if remembered is not None and not remembered.is_file():
+            self.window.show_error("Refinement weights", f"{remembered}: the weights this session used are gone; "
                                                       f"refining with the default weights")
             remembered = None
         # the default needs no message (the window's first-use hint and restore message stay visible)

@@ -341,7 +341,8 @@ class Session:
     that does not belong to the dataset is moved aside (``restore_message`` says so).
     source: where the dataset was read from (set by :func:`open_session`), saved in the session file
     so a command can reopen the session from its file alone.
-    weights: the refinement weights the session uses (a path), None for the shipped default.
+    weights: the refinement weights the session uses (a path, or a shipped file by its name: fast,
+        precise, paper; core.config.weights_name), None for the shipped default.
     """
 
     def __init__(self, dataset: Dataset, path: str | Path | None = None,
