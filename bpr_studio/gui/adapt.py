@@ -174,8 +174,8 @@ class AdaptController(QtCore.QObject):
         self.cancel()
         remembered = None if session.weights is None else weights_path(session.weights)
         if remembered is not None and not remembered.is_file():
-            self.window.show_error("Refinement weights", f"{remembered}: the weights this session used are gone; "
-                                                      f"refining with the default weights")
+            self.window.show_error("Refinement weights", f"{remembered}: the weights this session used are "
+                                                         f"gone; refining with the default weights")
             remembered = None
         # the default needs no message (the window's first-use hint and restore message stay visible)
         self.use_weights(remembered, announce=remembered is not None)
