@@ -79,8 +79,8 @@ def main() -> int:
                         help="RefinerConfig.mirror of the refined rows; both: each row without and with it "
                              "(rows 'WEIGHTS mirror')")
     parser.add_argument("--path", choices=("fast", "plain", "both"), default="fast",
-                        help="the Refiner's CPU path of the refined rows: fast (int8 ONNX Runtime where installed, "
-                             "what the program runs on a CPU), plain (fp32 PyTorch, what a GPU computes, in fp16 "
+                        help="the Refiner's CPU path of the refined rows: fast (what the program runs on a CPU: ONNX "
+                             "Runtime, int8 unless the weights forbid it), plain (fp32 PyTorch, what a GPU computes, in fp16 "
                              "there), both: each row on both (rows 'WEIGHTS plain')")
     parser.add_argument("--grabcut-band-fg", action="store_true",
                         help="also score grabcut50's rows against its masks with the uncertain band as foreground")

@@ -122,6 +122,26 @@ def crop_boxes(array: np.ndarray, boxes: np.ndarray, padding: int = 0) -> np.nda
     return out
 
 
+def input_affine(mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, shift), each (4,) float32, that map stacked crops (RGB in 0-255, mask 0/1)
+    to the network's input, ``x * scale + shift``: the image normalised by ``mean`` and ``std``, the
+    mask to -1 (background) / +1 (foreground)."""
+    scale = np.array([1.0 / v for v in std] + [2.0], np.float32)
+    shift = np.array([-m / v for m, v in zip(mean, std)] + [-1.0], np.float32)
+    return scale, shift
+
+
+def resize_inputs(x: torch.Tensor, input_size: int) -> torch.Tensor:
+    """Normalised inputs (K, 4, S, S) (any device) resized to (K, 4, input_size, input_size): the
+    image channels bilinearly, the mask by nearest neighbour; returned as given when S is the size."""
+    if x.shape[-1] == input_size:
+        return x
+    size = (input_size, input_size)
+    return torch.cat([F.interpolate(x[:, :3], size=size, mode="bilinear", align_corners=False),
+                      F.interpolate(x[:, 3:], size=size, mode="nearest")], dim=1)
+
+
 def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: int,
                    mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
     """Stack crops into the network's 4-channel input.
@@ -141,13 +161,10 @@ def network_inputs(image_crops: np.ndarray, mask_crops: np.ndarray, input_size: 
     x[:, :3] = image_crops.transpose(0, 3, 1, 2)
     x[:, 3] = mask_crops
     # normalising before resizing is the same: bilinear weights sum to 1, nearest copies
-    x *= np.array([1.0 / v for v in std] + [2.0], np.float32).reshape(1, 4, 1, 1)
-    x += np.array([-m / v for m, v in zip(mean, std)] + [-1.0], np.float32).reshape(1, 4, 1, 1)
-    t = torch.from_numpy(x)
-    if side != input_size:
-        t = torch.cat([F.interpolate(t[:, :3], size=(input_size, input_size), mode="bilinear", align_corners=False),
-                       F.interpolate(t[:, 3:], size=(input_size, input_size), mode="nearest")], dim=1)
-    return t
+    scale, shift = input_affine(mean, std)
+    x *= scale.reshape(1, 4, 1, 1)
+    x += shift.reshape(1, 4, 1, 1)
+    return resize_inputs(torch.from_numpy(x), input_size)
 
 
 def foreground_probability(logits: torch.Tensor) -> np.ndarray:

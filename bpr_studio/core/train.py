@@ -47,7 +47,7 @@ from .atomic import atomic_write
 from .config import RefinerConfig, TrainConfig
 from .matching import match_instances
 from .metrics import mask_iou
-from .patches import IMAGENET_MEAN, IMAGENET_STD, crop_boxes
+from .patches import crop_boxes, input_affine, resize_inputs
 from .refiner import patch_boxes
 
 
@@ -275,18 +275,15 @@ def batch_tensors(images: torch.Tensor, coarse: torch.Tensor, target: torch.Tens
     (B, S, S) int64 (1 = foreground) and loss weights (B, S, S) float32 on that device, S = input_size.
 
     The input is :func:`bpr_studio.core.patches.network_inputs`' (ImageNet-normalised image, mask
-    -1/+1, the same arithmetic, so equal on the CPU), made on the device; the target is resized
-    bilinearly and thresholded at 0.5, the weights by nearest neighbour.
+    -1/+1: the same ``input_affine`` and ``resize_inputs``, so equal on the CPU), made on the device;
+    the target is resized bilinearly and thresholded at 0.5, the weights by nearest neighbour.
     """
-    scale = torch.tensor([1.0 / v for v in IMAGENET_STD] + [2.0], device=images.device).view(1, 4, 1, 1)
-    shift = torch.tensor([-m / v for m, v in zip(IMAGENET_MEAN, IMAGENET_STD)] + [-1.0],
-                         device=images.device).view(1, 4, 1, 1)
+    scale, shift = (torch.from_numpy(a).to(images.device).view(1, 4, 1, 1) for a in input_affine())
     x = torch.cat([images.permute(0, 3, 1, 2).float(), coarse.unsqueeze(1).float()], dim=1) * scale + shift
+    x = resize_inputs(x, input_size)
     t, w = target.unsqueeze(1).float(), weights.unsqueeze(1)
-    if x.shape[-1] != input_size:
+    if t.shape[-1] != input_size:
         size = (input_size, input_size)
-        x = torch.cat([F.interpolate(x[:, :3], size=size, mode="bilinear", align_corners=False),
-                       F.interpolate(x[:, 3:], size=size, mode="nearest")], dim=1)
         t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
         w = F.interpolate(w, size=size, mode="nearest")
     return x, (t[:, 0] > 0.5).long(), w[:, 0]
