@@ -1,11 +1,10 @@
 """check_output_path: an output location is checked before any work starts, in the user's words."""
 
-import os
 import tempfile
 
 import pytest
 
-from bpr_studio.io.atomic import check_output_path
+from bpr_studio.io.atomic import check_output_path, folder_is_writable
 from bpr_studio.io.errors import DatasetError
 
 
@@ -46,13 +45,45 @@ def test_an_unwritable_folder_is_named(tmp_path, monkeypatch):
         check_output_path(tmp_path / "a" / "out.json")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
-def test_a_read_only_folder_is_refused(tmp_path):
+def test_a_read_only_folder_is_refused_and_left_untouched(tmp_path):
+    """For every user, root included (who could write there): a folder marked read-only gets no
+    output, not even the write check's probe."""
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        with pytest.raises(DatasetError, match="cannot write in folder"):
+        with pytest.raises(DatasetError, match=rf"^{folder / 'out.json'}: cannot write in folder {folder}"):
             check_output_path(folder / "out.json")
+        with pytest.raises(DatasetError, match=rf"cannot write in folder {folder} \(to create {folder / 'sub'}\)"):
+            check_output_path(folder / "sub", folder=True)
+        assert list(folder.iterdir()) == [] and not folder_is_writable(folder)
     finally:
         folder.chmod(0o755)
+    assert folder_is_writable(folder) and not folder_is_writable(tmp_path / "missing")
+
+
+def test_default_places_skip_a_read_only_dataset_folder(tmp_path, monkeypatch):
+    """The session file and the export folder go beside the dataset only where that folder may be
+    written; a read-only one sends them to the user's folders, and nothing is written into it."""
+    from bpr_studio.session.export import DatasetSource, default_export_path
+    from bpr_studio.session.store import default_session_path
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    shelf = tmp_path / "shelf"
+    dataset = shelf / "photos"
+    dataset.mkdir(parents=True)
+    (dataset / "annotations.json").write_text("{}")
+    annotations = dataset / "annotations.json"
+    assert default_session_path(annotations) == dataset / "annotations.bprsession"
+    assert default_export_path(DatasetSource(annotations, "coco")) == shelf / "photos_export"
+    for folder in (dataset, shelf):
+        folder.chmod(0o555)
+    try:
+        session = default_session_path(annotations, dataset / "predictions.json")
+        assert session.parent == tmp_path / "data" / "bpr-studio" / "sessions"
+        assert session.name.startswith("annotations.predictions-") and session.suffix == ".bprsession"
+        assert default_export_path(DatasetSource(annotations, "coco")) == tmp_path / "home" / "photos_export"
+    finally:
+        for folder in (dataset, shelf):
+            folder.chmod(0o755)

@@ -328,3 +328,29 @@ def test_view_state_without_widgets():
     assert view.shown_name(Inst()) == "edited"
     view.new_image()
     assert view.selected is None and not view.hidden
+
+
+def test_a_session_beside_a_dataset_made_read_only_goes_on_in_the_user_folder(labelme_copy, tmp_path, monkeypatch):
+    """Review beside the dataset, then the folder is marked read-only (chmod a-w, root included):
+    reopening carries the session over to $XDG_DATA_HOME and goes on there; the folder is not written."""
+    from bpr_studio.session import open_session
+    from bpr_studio.session.store import beside_session_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    session = open_session(labelme_copy)
+    beside = beside_session_path(labelme_copy)
+    assert session.store.path == beside
+    session.accept(0, 0)
+    session.close()
+    before = {p.name: p.read_bytes() for p in labelme_copy.iterdir()}
+    labelme_copy.chmod(0o555)
+    try:
+        again = open_session(labelme_copy)
+        assert again.store.path.parent == tmp_path / "data" / "bpr-studio" / "sessions"
+        assert again.images[0].instances[0].status == "accepted"
+        again.accept(0, 1)
+        again.close()
+        assert open_session(labelme_copy).images[0].instances[1].status == "accepted"
+        assert {p.name: p.read_bytes() for p in labelme_copy.iterdir()} == before
+    finally:
+        labelme_copy.chmod(0o755)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .. import RESOURCES
-from ..io.atomic import atomic_write_json
+from ..io.atomic import atomic_write_json, folder_is_writable
 from ..io.dataset import Dataset
 from ..io.jsonfile import is_int, read_json
 
@@ -62,14 +62,14 @@ class ExportReport:
 
 def default_export_path(source: DatasetSource | None) -> Path:
     """A visible folder beside the dataset's folder, ``<folder>_export``; in the home folder when that
-    is not writable or the dataset is the shipped demo (inside the package)."""
+    is not writable (or marked read-only) or the dataset is the shipped demo (inside the package)."""
     if source is None:
         return Path.home() / "bpr_studio_export"
     path = Path(source.path).resolve()
     folder = path if path.is_dir() else path.parent
     if folder.is_relative_to(RESOURCES.resolve()):
         return Path.home() / f"bpr_studio_{folder.name}_export"
-    if os.access(folder.parent, os.W_OK):
+    if folder_is_writable(folder.parent):
         return folder.parent / f"{folder.name}_export"
     return Path.home() / f"{folder.name}_export"
 

@@ -765,12 +765,12 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
 
     With ``predictions``, the predictions are reviewed and the dataset's own annotations, when it
     has any, are the ground truth. session_path: default :func:`default_session_path` (beside
-    the dataset). errors: a list that collects ``(path, message)`` for unreadable files (they
+    the dataset; a session left there when its folder has become read-only is carried over). errors: a list that collects ``(path, message)`` for unreadable files (they
     are left out, and kept in ``session.load_problems``); None raises DatasetError at the first
     one. save: False keeps the session in memory only (no session file is read or written).
     """
     from ..io.formats import dataset_files, load_dataset
-    from .store import default_session_path
+    from .store import beside_session_path, carry_over_session, default_session_path
 
     problems = None if errors is None else []
     format, ann_file, images_dir = dataset_files(path, format, annotations)
@@ -786,6 +786,7 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
             ground_truth = None
     if session_path is None and save:
         session_path = default_session_path(path, predictions)
+        carry_over_session(beside_session_path(path, predictions), session_path)
     source = DatasetSource(Path(path).resolve(), format, ann_file and Path(ann_file).resolve(),
                            images_dir and Path(images_dir).resolve(),
                            None if predictions is None else Path(predictions).resolve())

@@ -12,38 +12,65 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
-from ..io.atomic import atomic_write_text
+from ..io.atomic import atomic_copy, atomic_write_text, folder_is_writable
+
+log = logging.getLogger(__name__)
 
 SESSION_SUFFIX = ".bprsession"
 FORMAT = "bpr-studio-session"
 VERSION = 1
 
 
-def default_session_path(dataset_path: str | Path, predictions: str | Path | None = None,
-                         beside: bool = True) -> Path:
-    """Where the session of a dataset lives: beside it, or in the user's data folder.
-
-    dataset_path: the folder or annotation file that was opened. predictions: the predictions
-    file, if one was opened (a different predictions file is a different session).
-    Beside the dataset: ``<folder>/<name>[.<predictions stem>].bprsession`` (for a folder, the
-    file is inside it); used when ``beside`` and that folder is writable. Otherwise
-    ``$XDG_DATA_HOME/bpr-studio/sessions/<name>-<hash>.bprsession`` (default ~/.local/share).
-    """
+def beside_session_path(dataset_path: str | Path, predictions: str | Path | None = None) -> Path:
+    """The session file beside a dataset: ``<folder>/<name>[.<predictions stem>].bprsession`` (for a
+    folder, the file is inside it). dataset_path: the folder or annotation file that was opened.
+    predictions: the predictions file, if one was opened (a different predictions file is a
+    different session)."""
     dataset_path = Path(dataset_path).resolve()
     folder = dataset_path if dataset_path.is_dir() else dataset_path.parent
     stem = dataset_path.name if dataset_path.is_dir() else dataset_path.stem
     if predictions is not None:
         stem += "." + Path(predictions).stem
-    path = folder / f"{stem}{SESSION_SUFFIX}"
-    if beside and os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)):
+    return folder / f"{stem}{SESSION_SUFFIX}"
+
+
+def default_session_path(dataset_path: str | Path, predictions: str | Path | None = None,
+                         beside: bool = True) -> Path:
+    """Where the session of a dataset lives: beside it (:func:`beside_session_path`), used when
+    ``beside`` and that folder is writable and not marked read-only
+    (:func:`bpr_studio.io.atomic.folder_is_writable`); otherwise
+    ``$XDG_DATA_HOME/bpr-studio/sessions/<name>-<hash>.bprsession`` (default ~/.local/share).
+    """
+    path = beside_session_path(dataset_path, predictions)
+    if beside and folder_is_writable(path.parent) and (not path.exists() or os.access(path, os.W_OK)):
         return path
-    key = f"{dataset_path}|{Path(predictions).resolve() if predictions else ''}"
+    key = f"{Path(dataset_path).resolve()}|{Path(predictions).resolve() if predictions else ''}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "bpr-studio" / "sessions" / f"{stem}-{digest}{SESSION_SUFFIX}"
+    return base / "bpr-studio" / "sessions" / f"{path.stem}-{digest}{SESSION_SUFFIX}"
+
+
+def carry_over_session(source: Path, target: Path) -> bool:
+    """Copy a session file and its journal to ``target`` when ``target`` has none yet: a session
+    left beside a dataset whose folder has since become read-only goes on in the user's folder
+    instead of starting again. The source is only read. Returns whether it copied; a copy that
+    fails is logged and the session starts from ``target`` as it is."""
+    journal = source.with_name(source.name + ".journal")
+    if source == target or not source.is_file() or target.exists():
+        return False
+    try:
+        if journal.is_file():  # the journal first: the snapshot's presence says the copy is whole
+            atomic_copy(journal, target.with_name(target.name + ".journal"))
+        atomic_copy(source, target)
+    except OSError as exc:
+        log.warning("could not carry over the session %s to %s: %s", source, target, exc)
+        return False
+    log.info("session %s carried over to %s (its folder is read-only)", source, target)
+    return True
 
 
 class SessionStore:
