@@ -1,4 +1,5 @@
-"""check_output_path: an output location is checked before any work starts, in the user's words."""
+"""check_output_path: an output location is checked before any work starts, in the user's words;
+folders marked read-only get no files, neither asked-for outputs nor the default places."""
 
 import tempfile
 
@@ -73,8 +74,8 @@ def test_default_places_skip_a_read_only_dataset_folder(tmp_path, monkeypatch):
     shelf = tmp_path / "shelf"
     dataset = shelf / "photos"
     dataset.mkdir(parents=True)
-    (dataset / "annotations.json").write_text("{}")
     annotations = dataset / "annotations.json"
+    annotations.write_text("{}")
     assert default_session_path(annotations) == dataset / "annotations.bprsession"
     assert default_export_path(DatasetSource(annotations, "coco")) == shelf / "photos_export"
     for folder in (dataset, shelf):

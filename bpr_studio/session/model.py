@@ -765,9 +765,10 @@ def open_session(path: str | Path, format: str | None = None, annotations: str |
 
     With ``predictions``, the predictions are reviewed and the dataset's own annotations, when it
     has any, are the ground truth. session_path: default :func:`default_session_path` (beside
-    the dataset; a session left there when its folder has become read-only is carried over). errors: a list that collects ``(path, message)`` for unreadable files (they
-    are left out, and kept in ``session.load_problems``); None raises DatasetError at the first
-    one. save: False keeps the session in memory only (no session file is read or written).
+    the dataset; a session left there when its folder has become read-only is carried over).
+    errors: a list that collects ``(path, message)`` for unreadable files (they are left out, and
+    kept in ``session.load_problems``); None raises DatasetError at the first one. save: False
+    keeps the session in memory only (no session file is read or written).
     """
     from ..io.formats import dataset_files, load_dataset
     from .store import beside_session_path, carry_over_session, default_session_path
