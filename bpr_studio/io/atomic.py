@@ -43,16 +43,20 @@ def atomic_copy(source: str | Path, path: str | Path) -> Path:
         return atomic_write(path, lambda f: shutil.copyfileobj(src, f))
 
 
+def marked_read_only(folder: str | Path) -> bool:
+    """Whether the existing ``folder`` has no write permission bit set (e.g. ``chmod a-w``). The mark
+    counts for root too, who could write anyway: a folder someone made read-only gets no files of
+    ours, whoever runs the program. A folder that cannot be looked at counts as marked."""
+    try:
+        return not Path(folder).stat().st_mode & 0o222
+    except OSError:
+        return True
+
+
 def folder_is_writable(folder: str | Path) -> bool:
     """Whether files may be written in the existing ``folder``: the process may write there and the
-    folder is not marked read-only (no write permission bit set, e.g. ``chmod a-w``). The mark counts
-    for root too, who could write anyway: a dataset folder someone made read-only gets no files of
-    ours, whoever runs the program."""
-    try:
-        marked = Path(folder).stat().st_mode & 0o222
-    except OSError:
-        return False
-    return bool(marked) and os.access(folder, os.W_OK)
+    folder is not :func:`marked_read_only`."""
+    return not marked_read_only(folder) and os.access(folder, os.W_OK)
 
 
 def check_output_path(path: str | Path, *, folder: bool = False) -> Path:
@@ -60,9 +64,10 @@ def check_output_path(path: str | Path, *, folder: bool = False) -> Path:
 
     folder False: ``path`` is a file to write (it may exist; it must not be a folder). folder
     True: ``path`` is a folder to write files into (it may exist; it must not be a file). Folders
-    that do not exist yet must be creatable: the nearest existing one above must be a folder we
-    can write in (:func:`folder_is_writable`), which is tested by creating and removing a temporary
-    file there, so nothing is left behind. Raises DatasetError naming ``path`` as the user gave it.
+    that do not exist yet must be creatable: the nearest existing one above must be a folder not
+    :func:`marked_read_only` that we can write in, which is tested by creating and removing a
+    temporary file there, so nothing is left behind. Raises DatasetError naming ``path`` as the user
+    gave it.
     """
     path = Path(path).expanduser()
     if folder and path.exists() and not path.is_dir():
@@ -76,7 +81,7 @@ def check_output_path(path: str | Path, *, folder: bool = False) -> Path:
     if not nearest.is_dir():
         raise DatasetError(f"{path}: cannot create folder {probe_in}, because {nearest} is a file")
     where = "" if nearest == probe_in else f" (to create {probe_in})"
-    if not folder_is_writable(nearest) and os.access(nearest, os.W_OK):
+    if marked_read_only(nearest):
         raise DatasetError(f"{path}: cannot write in folder {nearest}{where}: the folder is marked read-only")
     try:
         fd, probe = tempfile.mkstemp(dir=nearest, prefix=".bpr-write-check.", suffix=".tmp")
