@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.config import DEFAULT_MODEL, MODELS, TrainConfig
+from ..core.config import DEFAULT_MODEL, MODELS, TrainConfig, weights_path
 from . import add_refiner_arguments, refiner_config
 
 
@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-jitter-px", type=int, default=TrainConfig.mask_jitter_px,
                         help="largest dilation or erosion of --mask-jitter, in px; each jittered patch draws "
                              f"1 to this many (default {TrainConfig.mask_jitter_px})")
+    parser.add_argument("--teacher", default=None,
+                        help="weights file (or fast|precise|paper) of a trained network whose probabilities "
+                             "the run also learns from, at the teacher's own input size (distillation)")
+    parser.add_argument("--distill", type=float, default=TrainConfig.distill,
+                        help=f"share of the loss that follows --teacher (default {TrainConfig.distill:g}; the "
+                             "rest is the cross-entropy against the ground truth)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="auto",
                         help="where the network trains: auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
@@ -89,8 +95,10 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str | None, str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..core.refiner import pick_device
-    from ..core.train import PatchSet, train
+    from ..core.train import PatchSet, load_teacher, train
     from ..io.atomic import check_output_path
 
     for path in (args.out, f"{args.out}.ckpt", args.save_patches, args.log):
@@ -99,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     device = pick_device(args.device)  # a device that is not there fails before minutes of patch extraction
+    if args.teacher:  # so does a teacher that cannot be used
+        load_teacher(weights_path(args.teacher), torch.device("cpu"))
     workers = args.workers
     if workers is None:
         workers = 0 if device.type == "cpu" else max(min(8, (os.cpu_count() or 1) - 1), 0)
@@ -140,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
                          lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
                          seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter,
-                         mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers, bf16=args.bf16)
+                         mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers, bf16=args.bf16,
+                         teacher=str(weights_path(args.teacher)) if args.teacher else None, distill=args.distill)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
     losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,

@@ -127,7 +127,10 @@ class TrainConfig:
     ("cpu", "cuda", "cuda:1", ...). workers: processes that build batches ahead of the network
     (0 = in the training process), for a GPU that one CPU core cannot keep busy. bf16: the forward
     pass and the loss under bfloat16 autocast (weights, gradients and optimizer stay float32; for a
-    GPU: a CPU without native bfloat16 runs it many times slower).
+    GPU: a CPU without native bfloat16 runs it many times slower). teacher: a weights file whose
+    network's probabilities the run also learns from (distillation, core.train.distillation_loss;
+    any family and input size); distill: that term's share of the loss, the rest being the
+    cross-entropy against the targets.
     """
 
     model: str = DEFAULT_MODEL
@@ -150,6 +153,8 @@ class TrainConfig:
     device: str = "cpu"
     workers: int = 0
     bf16: bool = False
+    teacher: str | None = None
+    distill: float = 0.5
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -164,3 +169,5 @@ class TrainConfig:
             raise ValueError(f"mask_jitter_px must be at least 1 px, got {self.mask_jitter_px}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = batches built in the training process), got {self.workers}")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must be a share in [0, 1], got {self.distill}")

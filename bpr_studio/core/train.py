@@ -20,6 +20,10 @@ flips and photometric distortion (brightness +-32, contrast and saturation x0.5-
 schedule's progress is ``max(iteration / iters, elapsed / max_seconds)``, so a run given a time
 budget still ends with a decayed learning rate.
 
+Distillation (``teacher``): the loss also pulls the network's probabilities towards those of
+another trained network run on the same augmented patches at its own input size (e.g. the
+precise model at input 128 teaching the default at 64), ``distill`` being that term's share.
+
 Checkpoints ``<out>.ckpt`` (model, optimizer, iteration, elapsed time) and the weights file
 ``<out>`` (float16, :func:`bpr_studio.core.model.save_weights`) are written atomically every
 ``checkpoint_seconds`` and at the end, so a run can be stopped at any time and resumed with
@@ -47,7 +51,7 @@ from .atomic import atomic_write
 from .config import RefinerConfig, TrainConfig
 from .matching import match_instances
 from .metrics import mask_iou
-from .patches import crop_boxes, input_affine, resize_inputs
+from .patches import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, input_affine, resize_inputs
 from .refiner import patch_boxes
 
 
@@ -278,9 +282,7 @@ def batch_tensors(images: torch.Tensor, coarse: torch.Tensor, target: torch.Tens
     -1/+1: the same ``input_affine`` and ``resize_inputs``, so equal on the CPU), made on the device;
     the target is resized bilinearly and thresholded at 0.5, the weights by nearest neighbour.
     """
-    scale, shift = (torch.from_numpy(a).to(images.device).view(1, 4, 1, 1) for a in input_affine())
-    x = torch.cat([images.permute(0, 3, 1, 2).float(), coarse.unsqueeze(1).float()], dim=1) * scale + shift
-    x = resize_inputs(x, input_size)
+    x = batch_inputs(images, coarse, input_size)
     t, w = target.unsqueeze(1).float(), weights.unsqueeze(1)
     if t.shape[-1] != input_size:
         size = (input_size, input_size)
@@ -289,10 +291,55 @@ def batch_tensors(images: torch.Tensor, coarse: torch.Tensor, target: torch.Tens
     return x, (t[:, 0] > 0.5).long(), w[:, 0]
 
 
+def batch_inputs(images: torch.Tensor, coarse: torch.Tensor, input_size: int) -> torch.Tensor:
+    """Images (B, P, P, 3) uint8 and coarse masks (B, P, P) bool (any device) -> the network input
+    (B, 4, S, S) float32 on that device, S = input_size (see :func:`batch_tensors`)."""
+    scale, shift = (torch.from_numpy(a).to(images.device).view(1, 4, 1, 1) for a in input_affine())
+    x = torch.cat([images.permute(0, 3, 1, 2).float(), coarse.unsqueeze(1).float()], dim=1) * scale + shift
+    return resize_inputs(x, input_size)
+
+
 def weighted_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of logits (B, 2, S, S) against target (B, S, S) int64, averaged with weights (B, S, S)."""
     ce = F.cross_entropy(logits, target, reduction="none")
     return (ce * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def load_teacher(path: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """The network a run distils (TrainConfig.teacher): frozen, in eval mode on ``device``, and the
+    input side it was trained at. Raises TrainInputError naming the file when it cannot be used."""
+    from .model import WeightsError, load_weights
+
+    try:
+        teacher, info = load_weights(path, device=device)
+    except WeightsError as exc:
+        raise TrainInputError(f"teacher: {exc}") from exc
+    norm = info["input_norm"]
+    if (tuple(norm["mean"]), tuple(norm["std"])) != (IMAGENET_MEAN, IMAGENET_STD):
+        raise TrainInputError(f"{path}: teacher normalises its input with {norm}, expected ImageNet's "
+                              "(the training inputs are made with it)")
+    return teacher.requires_grad_(False), info["input_size"]
+
+
+@torch.no_grad()
+def teacher_probabilities(teacher: torch.nn.Module, images: torch.Tensor, coarse: torch.Tensor,
+                          teacher_size: int, input_size: int) -> torch.Tensor:
+    """The teacher's class probabilities (B, 2, S, S) float32 for a batch (:func:`batch_inputs`'
+    images and coarse masks), run at its own input side and resized to S = input_size (area
+    averaging down, bilinear up)."""
+    probs = torch.softmax(teacher(batch_inputs(images, coarse, teacher_size)).float(), 1)
+    if teacher_size == input_size:
+        return probs
+    mode = "area" if teacher_size > input_size else "bilinear"
+    return F.interpolate(probs, size=(input_size, input_size), mode=mode)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """KL divergence of the network's class distribution (logits (B, K, S, S)) from the teacher's
+    (probabilities (B, K, S, S)), averaged over pixels; 0 when they agree. Every pixel counts,
+    COCO's ignored bands too: there the teacher, not the polygon, says where the boundary lies."""
+    pixels = logits.numel() // logits.shape[1]
+    return F.kl_div(F.log_softmax(logits.float(), 1), teacher_probs, reduction="sum") / pixels
 
 
 def learning_rate(config: TrainConfig, iteration: int, elapsed: float) -> float:
@@ -426,6 +473,9 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         model.load_state_dict(load_weights(init, arch=config.model)[0].state_dict())
         log(f"starting from the weights in {init}")
     model.to(device).train()
+    teacher, teacher_size = load_teacher(config.teacher, device) if config.teacher else (None, 0)
+    if teacher is not None:
+        log(f"distilling {config.teacher} (input {teacher_size}) with weight {config.distill}")
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     iteration, elapsed_before = 0, 0.0
@@ -468,9 +518,14 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         lr = learning_rate(config, iteration, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, t, w = batch_tensors(*(v.to(device, non_blocking=True) for v in raw), config.input_size)
+        raw = [v.to(device, non_blocking=True) for v in raw]
+        x, t, w = batch_tensors(*raw, config.input_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            loss = weighted_loss(model(x), t, w)
+            logits = model(x)
+            loss = weighted_loss(logits, t, w)
+            if teacher is not None:
+                soft = teacher_probabilities(teacher, raw[0], raw[1], teacher_size, config.input_size)
+                loss = (1.0 - config.distill) * loss + config.distill * distillation_loss(logits, soft)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
