@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     device = pick_device(args.device)  # a device that is not there fails before minutes of patch extraction
-    if args.teacher:  # so does a teacher that cannot be used
-        load_teacher(weights_path(args.teacher), torch.device("cpu"))
+    teacher = str(weights_path(args.teacher)) if args.teacher else None
+    if teacher:  # so does a teacher that cannot be used
+        load_teacher(teacher, torch.device("cpu"))
     workers = args.workers
     if workers is None:
         workers = 0 if device.type == "cpu" else max(min(8, (os.cpu_count() or 1) - 1), 0)
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
                          lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
                          seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter,
                          mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers, bf16=args.bf16,
-                         teacher=str(weights_path(args.teacher)) if args.teacher else None, distill=args.distill)
+                         teacher=teacher, distill=args.distill)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
     losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,
