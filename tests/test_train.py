@@ -285,9 +285,11 @@ def test_distillation_pulls_the_network_towards_its_teacher(tmp_path):
     # from 0.50 at the start, the targets alone take it to 0.30 in these 12 steps, the teacher to 0.05
     assert (foreground(tmp_path / "student.pt") < 0.1 < 0.25 < foreground(tmp_path / "plain.pt")
             < foreground(tmp_path / "start.pt"))
+    lines = []
     unweighted = train(ps, tmp_path / "zero.pt", TrainConfig(**{**config.__dict__, "teacher": str(teacher),
-                                                                 "distill": 0.0}), progress=False)
+                                                                 "distill": 0.0}), progress=False, log=lines.append)
     assert unweighted == pytest.approx(plain)  # with no weight, the teacher changes nothing
+    assert any("distill 0: the teacher" in line and "is not run" in line for line in lines)
 
 
 def test_cli_refuses_a_teacher_it_cannot_use_before_extracting_patches(tmp_path, capsys):

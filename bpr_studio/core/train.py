@@ -473,9 +473,12 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         model.load_state_dict(load_weights(init, arch=config.model)[0].state_dict())
         log(f"starting from the weights in {init}")
     model.to(device).train()
-    teacher, teacher_size = load_teacher(config.teacher, device) if config.teacher else (None, 0)
+    teacher, teacher_size = (load_teacher(config.teacher, device) if config.teacher and config.distill > 0
+                             else (None, 0))
     if teacher is not None:
         log(f"distilling {config.teacher} (input {teacher_size}) with weight {config.distill}")
+    elif config.teacher:
+        log(f"distill 0: the teacher {config.teacher} is not run")
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     iteration, elapsed_before = 0, 0.0
