@@ -75,6 +75,9 @@ def main() -> int:
     parser.add_argument("--margins", type=float, nargs="+", default=None,
                         help="refine with each of these RefinerConfig.margin values (rows 'WEIGHTS margin M'); "
                              "default: the Refiner's default only")
+    parser.add_argument("--max-shifts", type=int, nargs="+", default=None,
+                        help="refine with each of these RefinerConfig.max_shift values in px (rows 'WEIGHTS max "
+                             "shift N'; 0: no limit); default: the Refiner's default only")
     parser.add_argument("--mirror", choices=("no", "yes", "both"), default="no",
                         help="RefinerConfig.mirror of the refined rows; both: each row without and with it "
                              "(rows 'WEIGHTS mirror')")
@@ -101,11 +104,12 @@ def main() -> int:
             rows = [("coarse", coarse)]
             mirrors = {"no": [False], "yes": [True], "both": [False, True]}[args.mirror]
             paths = {"fast": [True], "plain": [False], "both": [True, False]}[args.path]
-            rows += [(row_name(w, m, args.margins) + (" mirror" if f else "") + ("" if fast else " plain"),
-                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f), weights=w, device="cpu",
-                                         fast=fast))
-                     for w in args.weights for m in (args.margins or [RefinerConfig.margin]) for f in mirrors
-                     for fast in paths]
+            rows += [(row_name(w, m, args.margins, d, args.max_shifts) + (" mirror" if f else "")
+                      + ("" if fast else " plain"),
+                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f, max_shift=d), weights=w,
+                                         device="cpu", fast=fast))
+                     for w in args.weights for m in (args.margins or [RefinerConfig.margin])
+                     for d in (args.max_shifts or [RefinerConfig.max_shift]) for f in mirrors for fast in paths]
             if not args.no_baselines:
                 rows.append(("grabcut", grabcut_predictions(gt, coarse)))
                 rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))
@@ -124,9 +128,12 @@ def main() -> int:
     return 0
 
 
-def row_name(weights: str, margin: float, margins: list[float] | None) -> str:
-    """The table row of ``weights`` refined with ``margin``: the file name, and the margin when asked for."""
-    return Path(weights).name + (f" margin {margin:g}" if margins else "")
+def row_name(weights: str, margin: float, margins: list[float] | None, max_shift: int,
+             max_shifts: list[int] | None) -> str:
+    """The table row of ``weights`` refined with ``margin`` and ``max_shift``: the file name, and each
+    setting that was asked for in a list."""
+    return (Path(weights).name + (f" margin {margin:g}" if margins else "")
+            + (f" max shift {max_shift}" if max_shifts else ""))
 
 
 def morph_dataset(gt: Dataset, seed: int) -> Dataset:

@@ -178,6 +178,18 @@ def test_margin_option(capsys):
     assert "margin must be in [0, 0.5), got 0.7" in err and "Traceback" not in err
 
 
+def test_max_shift_option(capsys):
+    from bpr_studio.cli import build_parser, main, refiner_config
+    from bpr_studio.core.config import RefinerConfig
+
+    base = ["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json", "--out", "o.json"]
+    assert refiner_config(build_parser().parse_args(base)).max_shift == 0
+    assert refiner_config(build_parser().parse_args(base + ["--max-shift", "3"])) == RefinerConfig(max_shift=3)
+    assert main(base + ["--max-shift", "-2"]) != 0
+    err = capsys.readouterr().err
+    assert "max_shift must be >= 0 pixels (0: no limit), got -2" in err and "Traceback" not in err
+
+
 def test_a_bad_switch_value_is_refused(capsys):
     from bpr_studio.cli import build_parser
 

@@ -8,8 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from bpr_studio.core.boundary import boundary_score_map, mask_bbox
 from bpr_studio.core.patches import (
-    _nms_equal_squares, boundary_patches, crop_boxes, foreground_probability, network_inputs, patch_probabilities,
-    reassemble, undo_detached_changes)
+    _nms_equal_squares, boundary_patches, crop_boxes, foreground_probability, near_boundary, network_inputs,
+    patch_probabilities, reassemble, undo_detached_changes)
 
 
 def brute_force_boundary(mask):
@@ -238,6 +238,33 @@ def test_reassemble_margin_keeps_the_coarse_value_where_the_network_is_unsure():
     two = reassemble(coarse, np.array([[0, 0, 32, 32]] * 2, np.int32),
                      np.concatenate([probs, np.full_like(probs, 0.5)]), margin=0.1)
     assert two[:, 12:16].all() and not two[:, 16:18].any() and two[:, 18:20].all()  # 0.35 -> 0.425, 0.9 -> 0.7
+
+
+def test_reassemble_max_shift_keeps_changes_within_that_distance_of_the_coarse_boundary():
+    coarse = np.zeros((32, 48), bool)
+    coarse[:, :20] = True                     # a vertical edge between columns 19 and 20
+    probs = coarse.astype(np.float32)[None].copy()
+    probs[0, :16, 20:30] = 0.9                # top half: the network moves the edge 10 px right
+    probs[0, 16:, 16:20] = 0.1                # bottom half: 4 px left
+    boxes = np.array([[0, 0, 48, 32]], np.int32)
+    free = reassemble(coarse, boxes, probs)
+    assert free[:16, :30].all() and not free[16:, 16:].any()
+    near = reassemble(coarse, boxes, probs, max_shift=3)
+    assert near[:16, :23].all() and not near[:16, 23:].any()  # columns 20-22: 1-3 px from the coarse mask
+    assert near[16:, :17].all() and not near[16:, 17:].any()  # columns 17-19 turned background, 16 kept
+    kept = reassemble(coarse, boxes, probs, attached_only=True, max_shift=3, out=coarse.copy())
+    np.testing.assert_array_equal(kept, near)
+
+
+def test_near_boundary_measures_from_the_other_value_and_not_from_the_array_edge():
+    mask = np.zeros((7, 9), bool)
+    mask[2:5, 2:5] = True                     # a 3x3 square
+    expected = np.zeros((7, 9), bool)
+    expected[1:6, 1:6] = True                 # the square and the pixels next to it, but not diagonally
+    expected[[1, 1, 5, 5, 3], [1, 5, 1, 5, 3]] = False  # nor its centre, 2 px from the outside
+    np.testing.assert_array_equal(near_boundary(mask, 1), expected)
+    assert near_boundary(mask, 1.5)[1, 1] and near_boundary(mask, 2)[3, 3]
+    assert not near_boundary(np.ones((4, 4), bool), 3).any() and not near_boundary(np.zeros((4, 4), bool), 3).any()
 
 
 def test_reassemble_box_larger_than_image():

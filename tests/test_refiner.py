@@ -178,6 +178,8 @@ def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
     for margin in (-0.1, 0.5):
         with pytest.raises(ValueError, match="margin"):
             RefinerConfig(margin=margin)
+    with pytest.raises(ValueError, match="max_shift"):
+        RefinerConfig(max_shift=-1)
 
 
 def test_mirror_averages_each_patch_with_its_mirror_image(weights, scene):

@@ -54,6 +54,9 @@ REFINER_OPTIONS = {
                                   "corrections)"),
     "mirror": ("--mirror", switch, "yes: also run the network on every patch mirrored left-right and average the "
                                    "two (boundary F up 0.2-0.9 points, twice the network's time)"),
+    "max_shift": ("--max-shift", int, "move boundaries by at most this many pixels: pixels farther from the coarse "
+                                      "boundary keep their coarse value, for coarse masks known to be close, such as "
+                                      "old annotations (0: no limit)"),
 }
 
 

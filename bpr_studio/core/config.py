@@ -77,6 +77,11 @@ class RefinerConfig:
     mirror: also run the network on every patch mirrored left-right and average the two logits
         (test-time augmentation): boundary F up 0.2-0.9 points on the evaluation sets, twice the
         network's time (README "How much it helps today").
+    max_shift: the boundary moves by at most this many pixels: a pixel farther than that from the
+        coarse mask's boundary (Euclidean, to the nearest pixel of the other value) keeps its coarse
+        value; 0 = no limit. For coarse masks known to be close (old annotations): it stops the
+        network from moving a boundary to a stronger edge further away, and undoes the corrections
+        of masks that are off by more (README "Refining within a few pixels").
     """
 
     patch_size: int = 64
@@ -89,6 +94,7 @@ class RefinerConfig:
     attached_only: bool = True
     margin: float = 0.05
     mirror: bool = False
+    max_shift: int = 0
 
     def __post_init__(self) -> None:
         if self.patch_size < 2:
@@ -105,6 +111,8 @@ class RefinerConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.margin < 0.5:
             raise ValueError(f"margin must be in [0, 0.5), got {self.margin}")
+        if self.max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0 pixels (0: no limit), got {self.max_shift}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,7 +138,7 @@ class TrainConfig:
     GPU: a CPU without native bfloat16 runs it many times slower). teacher: a weights file whose
     network's probabilities the run also learns from (distillation, core.train.distillation_loss;
     any family and input size); distill: that term's share of the loss, the rest being the
-    cross-entropy against the targets.
+    cross-entropy against the targets (0: the teacher is not run).
     """
 
     model: str = DEFAULT_MODEL

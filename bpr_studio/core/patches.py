@@ -193,7 +193,7 @@ def patch_probabilities(fg_prob: np.ndarray | torch.Tensor, patch_size: int, pad
 
 
 def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np.ndarray | None = None,
-               attached_only: bool = False, margin: float = 0.0) -> np.ndarray:
+               attached_only: bool = False, margin: float = 0.0, max_shift: int = 0) -> np.ndarray:
     """Write refined patches back into a mask.
 
     coarse: (H, W) bool. boxes: (K, 4) int. probs: (K, P, P) float foreground probabilities of
@@ -203,7 +203,9 @@ def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np
     attached_only: undo the changes that do not reach the coarse mask's boundary (see
     :func:`undo_detached_changes`). margin: a pixel changes only where the average passes 0.5 by
     more than this (coarse foreground turns background below 0.5 - margin, coarse background turns
-    foreground above 0.5 + margin). Returns the refined (H, W) bool mask.
+    foreground above 0.5 + margin). max_shift: pixels farther than this (px) from the coarse
+    boundary keep their coarse value (:func:`near_boundary`; 0 = no limit). Returns the refined
+    (H, W) bool mask.
     """
     if out is None:
         out = coarse.copy()
@@ -215,7 +217,7 @@ def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np
     # the union of the boxes, grown by one pixel so that the coarse boundary next to a box is seen
     ux0, uy0 = max(int(boxes[:, 0].min()) - 1, 0), max(int(boxes[:, 1].min()) - 1, 0)
     ux1, uy1 = min(int(boxes[:, 2].max()) + 1, width), min(int(boxes[:, 3].max()) + 1, height)
-    before = coarse[uy0:uy1, ux0:ux1].copy() if attached_only else None  # out may be coarse
+    before = coarse[uy0:uy1, ux0:ux1].copy() if attached_only or max_shift else None  # out may be coarse
     total = np.zeros((uy1 - uy0, ux1 - ux0), np.float32)
     count = np.zeros((uy1 - uy0, ux1 - ux0), np.float32)
     for (x0, y0, x1, y1), p in zip(boxes, probs):
@@ -226,9 +228,22 @@ def reassemble(coarse: np.ndarray, boxes: np.ndarray, probs: np.ndarray, out: np
     window = out[uy0:uy1, ux0:ux1]
     limit = np.where(window, 0.5 - margin, 0.5 + margin) * count if margin else 0.5 * count
     window[...] = np.where(count > 0, total > limit, window)
+    if max_shift:
+        far = ~near_boundary(before, max_shift)
+        window[far] = before[far]
     if attached_only:
         undo_detached_changes(before, window)
     return out
+
+
+def near_boundary(mask: np.ndarray, distance: float) -> np.ndarray:
+    """(h, w) bool: the pixels of the (h, w) bool ``mask`` within ``distance`` px (Euclidean, between
+    pixel centres) of a pixel of the other value; the pixels on either side of the boundary are at 1.
+    The array's edge is not a boundary (a mask that covers the whole array has no pixel near one)."""
+    values = mask.astype(np.uint8)
+    inside = cv2.distanceTransform(values, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # to the nearest 0
+    outside = cv2.distanceTransform(1 - values, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # to the nearest 1
+    return np.where(values > 0, inside, outside) <= distance
 
 
 def undo_detached_changes(coarse: np.ndarray, refined: np.ndarray) -> None:

@@ -183,7 +183,7 @@ class Refiner:
                 i = next_instance
                 start = ends[i] - counts[i]
                 mask = reassemble(masks[i], boxes[i], probs[start:ends[i]], attached_only=cfg.attached_only,
-                                  margin=cfg.margin)
+                                  margin=cfg.margin, max_shift=cfg.max_shift)
                 refined = RefinedInstance(i, mask, boxes[i], probs[start:ends[i]].copy())
                 results[i] = refined
                 if on_instance is not None:

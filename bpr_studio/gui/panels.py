@@ -198,7 +198,7 @@ class ViewControls(QtWidgets.QWidget):
     changed = QtCore.pyqtSignal()
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
-    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror")  # RefinerConfig fields
+    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror", "max_shift")  # RefinerConfig fields
 
     def __init__(self, config, parent=None):
         """config: the RefinerConfig whose SETTINGS the controls start at (the window's)."""
@@ -250,7 +250,16 @@ class ViewControls(QtWidgets.QWidget):
         self.mirror.setToolTip("on: the network also sees every patch mirrored left-right and the two are averaged: "
                                "slightly better boundaries, the network's work doubles (about 1.5x the whole "
                                "refinement). Applies to the next refinement")
-        self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin)  # the SETTINGS spin boxes
+        self.max_shift = QtWidgets.QSpinBox()
+        self.max_shift.setRange(0, 64)
+        self.max_shift.setSpecialValueText("no limit")
+        self.max_shift.setValue(config.max_shift)
+        self.max_shift.setToolTip("boundaries move by at most this many pixels; pixels farther from the coarse "
+                                  "boundary keep their coarse value. For masks you know are close (old "
+                                  "annotations): 3 stops the network from jumping to a stronger edge nearby, but "
+                                  "also keeps it from fixing masks that are off by more. Applies to the next "
+                                  "refinement")
+        self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin, self.max_shift)  # SETTINGS spins
         self.patch_count = QtWidgets.QLabel("")
         form.addRow(label("Masks", "cycle_masks"), self.mode)
         form.addRow(label("Diff", "diff"), self.diff)
@@ -264,6 +273,7 @@ class ViewControls(QtWidgets.QWidget):
         form.addRow("Changes", self.attached_only)
         form.addRow("Margin", self.margin)
         form.addRow("Mirror", self.mirror)
+        form.addRow("Max shift (px)", self.max_shift)
         form.addRow("", self.patch_count)
         for widget in (self.mode, self.color_by, self.patches, self.opacity, *self.setting_spins):
             widget.setFocusPolicy(Qt.ClickFocus)
@@ -284,4 +294,5 @@ class ViewControls(QtWidgets.QWidget):
         """The SETTINGS as the controls show them, for ``dataclasses.replace`` of a RefinerConfig."""
         return {"patch_size": self.patch_size.value(), "nms_thr": round(self.nms_thr.value(), 4),
                 "min_size": self.min_size.value(), "attached_only": self.attached_only.isChecked(),
-                "margin": round(self.margin.value(), 4), "mirror": self.mirror.isChecked()}
+                "margin": round(self.margin.value(), 4), "mirror": self.mirror.isChecked(),
+                "max_shift": self.max_shift.value()}
