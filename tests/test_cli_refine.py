@@ -139,6 +139,7 @@ def test_refine_prints_patches_rate_and_kept_small(dataset, capsys):
     assert main(refine_args(dataset)) == 0
     err = capsys.readouterr().err
     assert "0 instances kept their coarse mask" in err and " 0 patches" not in err
+    assert "settings other than the defaults: patch_size 16, input_size 32, batch_size 5, min_size 0" in err
 
 
 def test_missing_weights_file_is_a_clear_error(dataset, capsys):

@@ -180,6 +180,8 @@ def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
             RefinerConfig(margin=margin)
     with pytest.raises(ValueError, match="max_shift"):
         RefinerConfig(max_shift=-1)
+    assert RefinerConfig().changed() == ""
+    assert RefinerConfig(margin=0.1, max_shift=3).changed() == "margin 0.1, max_shift 3"
 
 
 def test_mirror_averages_each_patch_with_its_mirror_image(weights, scene):

@@ -117,6 +117,12 @@ class RefinerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def changed(self) -> str:
+        """The fields that differ from the defaults, as "name value, ..." (e.g. "margin 0.1, max_shift
+        3"); "" when none do. For a run's log line."""
+        default = RefinerConfig()
+        return ", ".join(f"{name} {value}" for name, value in asdict(self).items() if getattr(default, name) != value)
+
 
 @dataclass
 class TrainConfig:

@@ -67,6 +67,9 @@ def default_workers(device: str) -> int:
 
 def _engine_results(tasks, settings: RefinerSettings, engine: str, workers: int | None, ray_address: str | None,
                     log: Callable[[str], None]):
+    changed = settings.config.changed()
+    if changed:
+        log(f"settings other than the defaults: {changed}")
     if engine == "ray":
         from .ray_engine import run_ray
 
