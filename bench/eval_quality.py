@@ -78,6 +78,9 @@ def main() -> int:
     parser.add_argument("--max-shifts", type=int, nargs="+", default=None,
                         help="refine with each of these RefinerConfig.max_shift values in px (rows 'WEIGHTS max "
                              "shift N'; 0: no limit); default: the Refiner's default only")
+    parser.add_argument("--input-sizes", type=int, nargs="+", default=None,
+                        help="refine with each of these RefinerConfig.input_size values in px (rows 'WEIGHTS input "
+                             "N'); default: the size the weights were trained at")
     parser.add_argument("--mirror", choices=("no", "yes", "both"), default="no",
                         help="RefinerConfig.mirror of the refined rows; both: each row without and with it "
                              "(rows 'WEIGHTS mirror')")
@@ -104,12 +107,13 @@ def main() -> int:
             rows = [("coarse", coarse)]
             mirrors = {"no": [False], "yes": [True], "both": [False, True]}[args.mirror]
             paths = {"fast": [True], "plain": [False], "both": [True, False]}[args.path]
-            rows += [(row_name(w, m, args.margins, d, args.max_shifts) + (" mirror" if f else "")
-                      + ("" if fast else " plain"),
-                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f, max_shift=d), weights=w,
-                                         device="cpu", fast=fast))
+            rows += [(row_name(w, m, args.margins, d, args.max_shifts) + (f" input {n}" if args.input_sizes else "")
+                      + (" mirror" if f else "") + ("" if fast else " plain"),
+                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f, max_shift=d, input_size=n),
+                                         weights=w, device="cpu", fast=fast))
                      for w in args.weights for m in (args.margins or [RefinerConfig.margin])
-                     for d in (args.max_shifts or [RefinerConfig.max_shift]) for f in mirrors for fast in paths]
+                     for d in (args.max_shifts or [RefinerConfig.max_shift])
+                     for n in (args.input_sizes or [RefinerConfig.input_size]) for f in mirrors for fast in paths]
             if not args.no_baselines:
                 rows.append(("grabcut", grabcut_predictions(gt, coarse)))
                 rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))
