@@ -198,7 +198,8 @@ class ViewControls(QtWidgets.QWidget):
     changed = QtCore.pyqtSignal()
     patchesChanged = QtCore.pyqtSignal()
     MODES = ("final", "refined", "coarse")
-    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror", "max_shift")  # RefinerConfig fields
+    # the RefinerConfig fields these controls set
+    SETTINGS = ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror", "max_shift")
 
     def __init__(self, config, parent=None):
         """config: the RefinerConfig whose SETTINGS the controls start at (the window's)."""
@@ -259,7 +260,8 @@ class ViewControls(QtWidgets.QWidget):
                                   "annotations): 3 stops the network from jumping to a stronger edge nearby, but "
                                   "also keeps it from fixing masks that are off by more. Applies to the next "
                                   "refinement")
-        self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin, self.max_shift)  # SETTINGS spins
+        # the spin boxes among the SETTINGS controls
+        self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin, self.max_shift)
         self.patch_count = QtWidgets.QLabel("")
         form.addRow(label("Masks", "cycle_masks"), self.mode)
         form.addRow(label("Diff", "diff"), self.diff)
