@@ -257,6 +257,22 @@ def test_reopening_says_the_session_was_restored_and_returns_to_the_last_image(q
     assert again.statusBar().currentMessage() == f"restored session: 1 of {n} reviewed, back at image 2 of 3"
 
 
+def test_a_message_put_up_before_the_window_shows_is_not_drawn_over_by_the_hint(qtbot, labelme_copy):
+    """bpr-studio gui opens the dataset (and says the session was restored) before the window shows."""
+    first = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
+    first.accept_selected()
+    first.close()
+    window = MainWindow(refiner_factory=lambda config: SlowRefiner())
+    qtbot.addWidget(window)
+    assert window.open_dataset(labelme_copy)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.statusBar().currentMessage().startswith("restored session")
+    assert not window.hint_label.isVisible()
+    window.statusBar().clearMessage()  # as when the message times out
+    assert window.hint_label.isVisible()
+
+
 def test_toolbar_icons_tooltips_and_help(qtbot, labelme_copy):
     window = _window(qtbot, labelme_copy, lambda config: SlowRefiner())
     tools = [a for a in window.toolbar.actions() if not a.isSeparator() and a.text()]

@@ -147,7 +147,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setTabPosition(Qt.RightDockWidgetArea, QtWidgets.QTabWidget.North)
         self.image_dock = self._dock(self.image_list, "Images", Qt.LeftDockWidgetArea)
         self.instance_dock = self._dock(self.instance_table, "Instances", Qt.RightDockWidgetArea)
-        self.view_dock = self._dock(self.view_controls, "View and patches", Qt.LeftDockWidgetArea)
+        self.view_dock = self._dock(self._scrolled(self.view_controls), "View and patches", Qt.LeftDockWidgetArea)
         self.image_list.setFocusPolicy(Qt.NoFocus)
         self.image_list.currentRowChanged.connect(self._image_row_changed)
         self.instance_table.instanceSelected.connect(self.select_instance)
@@ -186,6 +186,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
+        if self.statusBar().currentMessage():  # put up before the window showed (a restored session's):
+            self.hint_label.hide()  # hidden as QStatusBar hides it, so that it comes back when the message goes
+            self.hint_label.setAttribute(Qt.WA_WState_ExplicitShowHide, False)
         if not self._docks_sized:  # once laid out: the saved docks, or the canvas and instance list get the room
             self._docks_sized = True
             if not self._restore_docks():
@@ -238,6 +241,18 @@ class MainWindow(QtWidgets.QMainWindow):
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
+
+    @staticmethod
+    def _scrolled(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+        """``widget`` in a frameless scroll area as wide as the widget needs: a tall panel scrolls
+        instead of raising the window's minimum height (on a 768-px laptop screen)."""
+        area = QtWidgets.QScrollArea()
+        area.setWidget(widget)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QtWidgets.QFrame.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+        return area
 
     def add_panel(self, widget: QtWidgets.QWidget, title: str) -> QtWidgets.QDockWidget:
         """Add an extension panel as a dock on the right, a tab beside the Instances list (which stays
