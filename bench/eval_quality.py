@@ -22,6 +22,7 @@ much a figure depends on where the band is counted.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -92,6 +93,7 @@ def main() -> int:
                         help="also score grabcut50's rows against its masks with the uncertain band as foreground")
     parser.add_argument("--out", default=None, help="write every per-seed table and the means as JSON")
     args = parser.parse_args()
+    refined = refined_rows(args)
     names = ["VOC", "grabcut50", "coco_mval val"]
     sets = evaluation_sets(dict(zip(names, args.seeds)))
     report = {}
@@ -105,15 +107,8 @@ def main() -> int:
             coarse = (morph_dataset(gt, seed) if args.style == "morph"
                       else simulate_predictions(gt, seed, style=args.style, threshold=args.threshold))
             rows = [("coarse", coarse)]
-            mirrors = {"no": [False], "yes": [True], "both": [False, True]}[args.mirror]
-            paths = {"fast": [True], "plain": [False], "both": [True, False]}[args.path]
-            rows += [(row_name(w, m, args.margins, d, args.max_shifts) + (f" input {n}" if args.input_sizes else "")
-                      + (" mirror" if f else "") + ("" if fast else " plain"),
-                      refine_predictions(gt, coarse, RefinerConfig(margin=m, mirror=f, max_shift=d, input_size=n),
-                                         weights=w, device="cpu", fast=fast))
-                     for w in args.weights for m in (args.margins or [RefinerConfig.margin])
-                     for d in (args.max_shifts or [RefinerConfig.max_shift])
-                     for n in (args.input_sizes or [RefinerConfig.input_size]) for f in mirrors for fast in paths]
+            rows += [(name, refine_predictions(gt, coarse, config, weights=w, device="cpu", fast=fast))
+                     for name, w, config, fast in refined]
             if not args.no_baselines:
                 rows.append(("grabcut", grabcut_predictions(gt, coarse)))
                 rows.append(("oracle 2px", oracle_predictions(gt, coarse, 2)))
@@ -132,12 +127,24 @@ def main() -> int:
     return 0
 
 
-def row_name(weights: str, margin: float, margins: list[float] | None, max_shift: int,
-             max_shifts: list[int] | None) -> str:
-    """The table row of ``weights`` refined with ``margin`` and ``max_shift``: the file name, and each
-    setting that was asked for in a list."""
-    return (Path(weights).name + (f" margin {margin:g}" if margins else "")
-            + (f" max shift {max_shift}" if max_shifts else ""))
+def refined_rows(args: argparse.Namespace) -> list[tuple[str, str, RefinerConfig, bool]]:
+    """The refined rows asked for, one per combination of the weights, the listed margins, max shifts
+    and input sizes, the mirror and the path: (row name, weights file, RefinerConfig, fast path). A row
+    is named by its weights file, each setting given as a list ("margin 0.1", "max shift 3", "input
+    80"), then "mirror" and "plain" where they apply."""
+    listed = {"margin": ("margin", args.margins), "max_shift": ("max shift", args.max_shifts),
+              "input_size": ("input", args.input_sizes)}
+    mirrors = {"no": [False], "yes": [True], "both": [False, True]}[args.mirror]
+    paths = {"fast": [True], "plain": [False], "both": [True, False]}[args.path]
+    rows = []
+    for weights, margin, max_shift, input_size, mirror, fast in itertools.product(
+            args.weights, args.margins or [RefinerConfig.margin], args.max_shifts or [RefinerConfig.max_shift],
+            args.input_sizes or [RefinerConfig.input_size], mirrors, paths):
+        config = RefinerConfig(margin=margin, max_shift=max_shift, input_size=input_size, mirror=mirror)
+        name = Path(weights).name + "".join(f" {label} {getattr(config, field):g}"
+                                            for field, (label, values) in listed.items() if values)
+        rows.append((name + (" mirror" if mirror else "") + ("" if fast else " plain"), weights, config, fast))
+    return rows
 
 
 def morph_dataset(gt: Dataset, seed: int) -> Dataset:
