@@ -4,15 +4,18 @@ Run from the repository root (Ray from the ``ray`` extra; without it the Ray row
 
     python bench/bench_dataset.py                 # 50 coco_mval photographs, then peak RSS 50 vs 200
     python bench/bench_dataset.py --images 20 --no-rss
+    python bench/bench_dataset.py --images 5000 --no-rss     # as many images as COCO val
 
-Data: the first ``--images`` photographs of shared/data/coco_mval (about 640 px on the long side)
-with simulated Mask R-CNN coarse masks (``bpr-studio simulate``), the default weights and the
-default RefinerConfig (the weights' input size, NMS 0.25, min size 96). Each engine refines the whole set in this
-process (model loading and ONNX export included, as a user's run has them; for Ray the actors'
+Data: the first ``--images`` photographs of shared/data/coco_mval (about 640 px on the long side;
+past its 722 they repeat, as new images of the same files) with simulated Mask R-CNN coarse masks
+(``bpr-studio simulate``), the default weights and the default RefinerConfig (the weights' input
+size, NMS 0.25, min size 96, mirror on unless ``--mirror no``). Each engine refines the whole set in
+this process (model loading and ONNX export included, as a user's run has them; for Ray the actors'
 start, not ``ray.init``); the table gives images/s, patches/s, the ratio to serial, the time to the
-first finished image, images/s after it (the rate once an engine is up), and whether the output
-file is byte-identical to the serial run's. Peak RSS: ``bpr-studio refine`` (pipelined) on 50 and on 200
-images, each in its own process.
+first finished image, images/s after it (the rate once an engine is up), the CPU cores this process
+kept busy (its CPU time over the wall time; Ray's actors are other processes, not counted), and
+whether the output file is byte-identical to the serial run's. Peak RSS: ``bpr-studio refine``
+(pipelined) on 50 and on 200 images, each in its own process.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bpr_studio.cli import switch  # noqa: E402
+from bpr_studio.core.config import RefinerConfig  # noqa: E402
 from bpr_studio.pipeline.job import read_job  # noqa: E402
 from bpr_studio.pipeline.refine import refine_dataset  # noqa: E402
 from bpr_studio.pipeline.work import RefinerSettings  # noqa: E402
@@ -36,22 +41,38 @@ from bpr_studio.pipeline.work import RefinerSettings  # noqa: E402
 COCO_MVAL = Path(os.environ.get("BPR_SHARED_DATA") or ROOT.parent / "shared" / "data") / "coco_mval"
 
 
-def make_dataset(folder: Path, n: int) -> tuple[Path, Path]:
-    """The first n coco_mval images and their annotations, and simulated predictions. Returns
-    (annotations, predictions)."""
+def make_dataset(folder: Path, n: int) -> tuple[Path, Path, Path]:
+    """The first n coco_mval images and their annotations, and simulated predictions; past the last
+    photograph, the photographs again as new images (new ids). The images are links in
+    ``folder/images`` named "ROUND_NAME" (0 for the first round). Returns (images folder,
+    annotations, predictions)."""
     data = json.loads((COCO_MVAL / "annotations.json").read_text())
-    images = data["images"][:n]
-    if len(images) < n:
-        raise SystemExit(f"{COCO_MVAL} has only {len(images)} images")
-    ids = {im["id"] for im in images}
-    subset = dict(data, images=images, annotations=[a for a in data["annotations"] if a["image_id"] in ids])
+    photos, images, annotations = data["images"], [], []
+    by_image = {}
+    for a in data["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    top_image = max(im["id"] for im in photos) + 1
+    top_annotation = max(a["id"] for a in data["annotations"]) + 1
+    links = folder / "images"
+    links.mkdir(exist_ok=True)
+    for i in range(n):
+        round_, photo = divmod(i, len(photos))
+        name = photos[photo]["file_name"]
+        image = dict(photos[photo], id=photos[photo]["id"] + round_ * top_image,
+                     file_name=f"{round_}_{Path(name).name}")
+        if not (links / image["file_name"]).exists():
+            (links / image["file_name"]).symlink_to(COCO_MVAL / name)
+        images.append(image)
+        annotations += [dict(a, id=a["id"] + round_ * top_annotation, image_id=image["id"])
+                        for a in by_image.get(photos[photo]["id"], [])]
+    subset = dict(data, images=images, annotations=annotations)
     annotations = folder / f"gt{n}.json"
     annotations.write_text(json.dumps(subset))
     predictions = folder / f"pred{n}.json"
     subprocess.run([sys.executable, "-m", "bpr_studio", "simulate", "--annotations", str(annotations),
-                    "--images", str(COCO_MVAL), "--out", str(predictions)],
+                    "--images", str(links), "--out", str(predictions)],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return annotations, predictions
+    return links, annotations, predictions
 
 
 def peak_rss_mb(args: list[str]) -> float:
@@ -66,12 +87,12 @@ def peak_rss_mb(args: list[str]) -> float:
 
 def speed_table(tmp: Path, args: argparse.Namespace) -> None:
     """Every engine on the first ``args.images`` photographs, one after another; prints the table."""
-    annotations, predictions = make_dataset(tmp, args.images)
-    job = read_job(COCO_MVAL, predictions, annotations)
-    settings = RefinerSettings(device="cpu")
+    images, annotations, predictions = make_dataset(tmp, args.images)
+    job = read_job(images, predictions, annotations)
+    settings = RefinerSettings(device="cpu", config=RefinerConfig(mirror=args.mirror))
     instances = sum(len(t.rles) for t in job.tasks)
     print(f"{len(job.tasks)} images, {instances} instances; torch threads {__import__('torch').get_num_threads()}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; settings: {settings.config.changed() or 'the defaults'}")
     runs = {"serial": ("serial", "serial", {}), "pipelined1": ("pipelined, 1 refiner", "pipelined", {"workers": 1}),
             "pipelinedN": (f"pipelined, {args.workers} refiners", "pipelined", {"workers": args.workers}),
             "ray": (f"Ray local, {args.workers} CPU actors", "ray", {"workers": args.workers})}
@@ -88,30 +109,32 @@ def speed_table(tmp: Path, args: argparse.Namespace) -> None:
         if engine == "ray":
             init_local_ray(num_cpus=args.workers, log_to_driver=False)
         out = tmp / f"{engine}{options.get('workers', '')}.json"
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         summary = refine_dataset(job, out, settings, engine=engine, **options)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         if engine == "ray":
             ray.shutdown()
         data = out.read_bytes()
         reference = reference or data
         steady = (len(job.tasks) - 1) / max(seconds - summary.first_result_s, 1e-9)
         rows.append((name, len(job.tasks) / seconds, summary.patches / seconds, summary.first_result_s, steady,
-                     data == reference, len(summary.failed)))
+                     None if engine == "ray" else cpu / seconds, data == reference, len(summary.failed)))
         print(f"  {name}: {seconds:.1f} s", flush=True)
     base_name, base = next(((r[0], r[1]) for r in rows if r[0] == "serial"), rows[0][:2])
     print(f"\n{summary.patches} patches\n")
-    print(f"| engine | images/s | patches/s | vs {base_name} | first result | images/s after it | "
+    print(f"| engine | images/s | patches/s | vs {base_name} | first result | images/s after it | cores busy | "
           f"same file as {rows[0][0]} |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for name, ips, pps, first, steady, same, failed in rows:
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, ips, pps, first, steady, cores, same, failed in rows:
         print(f"| {name} | {ips:.2f} | {pps:.1f} | {ips / base:.2f}x | {first:.1f} s | {steady:.2f} | "
-              f"{'yes' if same else 'NO'}{f' ({failed} failed)' if failed else ''} |")
+              f"{'-' if cores is None else f'{cores:.2f}'} | {'yes' if same else 'NO'}"
+              f"{f' ({failed} failed)' if failed else ''} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=50, help="photographs for the speed table (default 50)")
+    parser.add_argument("--images", type=int, default=50,
+                        help="images for the speed table (default 50; past coco_mval's 722 its photographs repeat)")
     parser.add_argument("--workers", type=int, default=2, help="pipelined refiners and Ray actors (default 2)")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (50 and 200 images)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed table")
@@ -119,6 +142,8 @@ def main() -> int:
                         help="rows of the speed table (default serial,pipelined1,pipelinedN,ray; serial is the base)")
     parser.add_argument("--rss-input-size", type=int, default=None,
                         help="network input side of the RSS runs (default: the weights'; 32 makes them quick)")
+    parser.add_argument("--mirror", type=switch, default=RefinerConfig.mirror, metavar="yes|no",
+                        help="RefinerConfig.mirror of every run (default: the Refiner's, yes)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,11 +153,12 @@ def main() -> int:
         if not args.no_rss:
             print()
             for n in (50, 200):
-                gt, pred = make_dataset(tmp, n)
-                rss = peak_rss_mb(["refine", "--images", str(COCO_MVAL), "--annotations", str(gt),
+                images, gt, pred = make_dataset(tmp, n)
+                rss = peak_rss_mb(["refine", "--images", str(images), "--annotations", str(gt),
                                    "--predictions", str(pred), "--out", str(tmp / f"rss{n}.json"),
                                    "--device", "cpu"]
-                                  + (["--input-size", str(args.rss_input_size)] if args.rss_input_size else []))
+                                  + (["--input-size", str(args.rss_input_size)] if args.rss_input_size else [])
+                                  + ["--mirror", "yes" if args.mirror else "no"])
                 print(f"peak RSS, pipelined refine of {n} images"
                       f"{f' at input {args.rss_input_size}' if args.rss_input_size else ''}: {rss:.0f} MB", flush=True)
     return 0

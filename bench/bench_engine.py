@@ -23,10 +23,11 @@ instances (smooth random blobs of varied sizes), it times, in the same run, medi
     ``--extra-modes``), with the share of output mask pixels on which each mode disagrees with eager.
 
 ``--end-to-end`` (on ``--threads`` threads), each against the plain fp32 PyTorch ``Refiner(fast=False)``
-in the same run: (d) image in, masks out with ``Refiner.refine`` (all instances, ``min_size`` 0;
-also the fast path with ``mirror``), the time per stage and the mask pixels on which the two
-differ; (e) re-refining each instance alone (median, p90); (f) making a Refiner until the first
-refined instance, with an empty and with a filled model cache. ``--cuda``: (g) the same image on a
+in the same run: (d) image in, masks out with ``Refiner.refine`` (all instances, ``min_size`` 0,
+the other settings the defaults, ``mirror`` among them; also the fast path without ``mirror``), the
+time per stage and the mask pixels on which the two differ; (e) re-refining each instance alone
+(median, p90); (f) making a Refiner until the first refined instance, with an empty and with a
+filled model cache. ``--cuda``: (g) the same image on a
 CUDA GPU, the fast path (float16 autocast) and eager fp32 at several batch sizes, each against the
 plain fp32 CPU path in the same run, with the pixels on which they differ. ``--eval`` refines COCO
 predictions files with both paths and prints AP / AF / mIoU side by side.
@@ -240,6 +241,8 @@ def print_network(rows: list[dict], n_patches: int, batch: int) -> None:
 
 def stage_times(refiner, image, masks) -> dict:
     """Seconds per stage of one ``refiner.refine`` done step by step (same calls, same order)."""
+    from bpr_studio.core.refiner import mean_of_mirrors, with_mirrors
+
     cfg, spent = refiner.config, {}
     time.sleep(SETTLE_S)
 
@@ -250,22 +253,23 @@ def stage_times(refiner, image, masks) -> dict:
         return out
 
     boxes = timed("boxes (boundary, NMS)", lambda: [refiner.patches(m) for m in masks])
+    add_mirrors, average_mirrors = (with_mirrors, mean_of_mirrors) if cfg.mirror else (lambda x: x,) * 2
     all_boxes = np.concatenate(boxes)
     image_crops = timed("crops", lambda: ours.crop_boxes(image, all_boxes))
     mask_crops = timed("crops", lambda: np.concatenate([ours.crop_boxes(m, b) for m, b in zip(masks, boxes) if len(b)]))
     probs = []
     for start in range(0, len(all_boxes), cfg.batch_size):
         stop = start + cfg.batch_size
-        x = timed("network_inputs (resize, normalise)",
-                  lambda: ours.network_inputs(image_crops[start:stop], mask_crops[start:stop], cfg.input_size))
+        x = timed("inputs (resize, normalise, mirror)", lambda: add_mirrors(ours.network_inputs(
+            image_crops[start:stop], mask_crops[start:stop], cfg.input_size, **refiner._norm)))
         with torch.inference_mode():
             logits = timed("network", lambda: refiner._forward(x))
             probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(
-                ours.foreground_probability(logits), cfg.patch_size, cfg.padding)))
+                ours.foreground_probability(average_mirrors(logits)), cfg.patch_size, cfg.padding)))
     probs = np.concatenate(probs)
     ends = np.cumsum([len(b) for b in boxes])
     timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e], attached_only=cfg.attached_only,
-                                                    margin=cfg.margin)
+                                                    margin=cfg.margin, max_shift=cfg.max_shift)
                                  for m, b, e in zip(masks, boxes, ends)])
     return spent
 
@@ -278,13 +282,13 @@ def bench_end_to_end(image, masks, args) -> dict:
     plain = Refiner(config, weights=args.weights, device="cpu", fast=False)
     fast = Refiner(config, weights=args.weights, device="cpu")
     fast._forward.prepare()
-    mirrored = Refiner(dataclasses.replace(config, mirror=True), weights=args.weights, device="cpu")
+    unmirrored = Refiner(dataclasses.replace(config, mirror=False), weights=args.weights, device="cpu")
     plain_out = [r.mask for r in plain.refine(image, masks)]
     fast_out = [r.mask for r in fast.refine(image, masks)]
     changed = sum(int((p != m).sum()) for p, m in zip(plain_out, masks))
     differ = sum(int((p != f).sum()) for p, f in zip(plain_out, fast_out))
-    (plain_s, _), (fast_s, _), (mirror_s, _) = median_seconds(
-        [lambda: plain.refine(image, masks), lambda: fast.refine(image, masks), lambda: mirrored.refine(image, masks)],
+    (plain_s, _), (fast_s, _), (unmirrored_s, _) = median_seconds(
+        [lambda: plain.refine(image, masks), lambda: fast.refine(image, masks), lambda: unmirrored.refine(image, masks)],
         args.repeats, settle=SETTLE_S)
     one_plain, one_fast, counts = [], [], []
     for i in range(len(masks)):  # re-refine one instance (an edit in the window)
@@ -297,7 +301,7 @@ def bench_end_to_end(image, masks, args) -> dict:
             spent.append(time.perf_counter() - start)
     return {"patches": sum(len(plain.patches(m)) for m in masks), "mode": fast._forward.mode,
             "input_size": fast.config.input_size, "patch_size": fast.config.patch_size,
-            "plain_s": plain_s, "fast_s": fast_s, "mirror_s": mirror_s,
+            "plain_s": plain_s, "fast_s": fast_s, "unmirrored_s": unmirrored_s, "mirror": fast.config.mirror,
             "pixels_differ": differ, "pixels_changed": changed,
             "stages_plain": stage_times(plain, image, masks), "stages_fast": stage_times(fast, image, masks),
             "one_plain": one_plain, "one_fast": one_fast, "one_patches": counts}
@@ -333,11 +337,11 @@ def bench_start(image, masks, args) -> list[tuple[str, float]]:
 
 def print_end_to_end(fig: dict, start_rows, threads: int) -> None:
     print(f"\n(d) end to end, image in, masks out: {WIDTH}x{HEIGHT}, {fig['patches']} patches, input "
-          f"{fig['input_size']}, {threads} threads; fast = {fig['mode']}")
+          f"{fig['input_size']}, mirror {'on' if fig['mirror'] else 'off'}, {threads} threads; fast = {fig['mode']}")
     print(f"plain fp32 PyTorch {fig['plain_s'] * 1e3:8.0f} ms   fast {fig['fast_s'] * 1e3:6.0f} ms   "
           f"speedup {fig['plain_s'] / fig['fast_s']:.2f}x")
-    print(f"fast with RefinerConfig.mirror {fig['mirror_s'] * 1e3:6.0f} ms "
-          f"({fig['mirror_s'] / fig['fast_s']:.2f}x fast)")
+    print(f"fast with mirror off {fig['unmirrored_s'] * 1e3:6.0f} ms "
+          f"({fig['unmirrored_s'] / fig['fast_s']:.2f}x fast)")
     patch_pixels = fig["patches"] * fig["patch_size"] ** 2
     print(f"mask pixels differing from plain: {fig['pixels_differ']} ({fig['pixels_differ'] / patch_pixels:.3%} of the "
           f"{patch_pixels} patch pixels; plain refinement changed {fig['pixels_changed']} pixels of the coarse masks)")

@@ -82,9 +82,9 @@ def main() -> int:
     parser.add_argument("--input-sizes", type=int, nargs="+", default=None,
                         help="refine with each of these RefinerConfig.input_size values in px (rows 'WEIGHTS input "
                              "N'); default: the size the weights were trained at")
-    parser.add_argument("--mirror", choices=("no", "yes", "both"), default="no",
-                        help="RefinerConfig.mirror of the refined rows; both: each row without and with it "
-                             "(rows 'WEIGHTS mirror')")
+    parser.add_argument("--mirror", choices=("no", "yes", "both"), default=None,
+                        help="RefinerConfig.mirror of the refined rows (default: the Refiner's, yes); both: each "
+                             "row with and without it (those without it named 'WEIGHTS no mirror')")
     parser.add_argument("--path", choices=("fast", "plain", "both"), default="fast",
                         help="the Refiner's CPU path of the refined rows: fast (what the program runs on a CPU: ONNX "
                              "Runtime, int8 unless the weights forbid it), plain (fp32 PyTorch, what a GPU computes, in fp16 "
@@ -131,10 +131,10 @@ def refined_rows(args: argparse.Namespace) -> list[tuple[str, str, RefinerConfig
     """The refined rows asked for, one per combination of the weights, the listed margins, max shifts
     and input sizes, the mirror and the path: (row name, weights file, RefinerConfig, fast path). A row
     is named by its weights file, each setting given as a list ("margin 0.1", "max shift 3", "input
-    80"), then "mirror" and "plain" where they apply."""
+    80"), then "no mirror" (or "mirror", whichever is not the default) and "plain" where they apply."""
     listed = {"margin": ("margin", args.margins), "max_shift": ("max shift", args.max_shifts),
               "input_size": ("input", args.input_sizes)}
-    mirrors = {"no": [False], "yes": [True], "both": [False, True]}[args.mirror]
+    mirrors = {None: [RefinerConfig.mirror], "no": [False], "yes": [True], "both": [True, False]}[args.mirror]
     paths = {"fast": [True], "plain": [False], "both": [True, False]}[args.path]
     rows = []
     for weights, margin, max_shift, input_size, mirror, fast in itertools.product(
@@ -143,7 +143,9 @@ def refined_rows(args: argparse.Namespace) -> list[tuple[str, str, RefinerConfig
         config = RefinerConfig(margin=margin, max_shift=max_shift, input_size=input_size, mirror=mirror)
         name = Path(weights).name + "".join(f" {label} {getattr(config, field):g}"
                                             for field, (label, values) in listed.items() if values)
-        rows.append((name + (" mirror" if mirror else "") + ("" if fast else " plain"), weights, config, fast))
+        if mirror != RefinerConfig.mirror:
+            name += " mirror" if mirror else " no mirror"
+        rows.append((name + ("" if fast else " plain"), weights, config, fast))
     return rows
 
 

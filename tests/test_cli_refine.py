@@ -205,8 +205,9 @@ def test_mirror_option():
     from bpr_studio.core.config import RefinerConfig
 
     base = ["refine", "--images", ".", "--annotations", "a.json", "--predictions", "p.json", "--out", "o.json"]
-    assert not refiner_config(build_parser().parse_args(base)).mirror
-    assert refiner_config(build_parser().parse_args(base + ["--mirror", "yes"])) == RefinerConfig(mirror=True)
+    assert refiner_config(build_parser().parse_args(base)).mirror  # on by default
+    assert refiner_config(build_parser().parse_args(base + ["--mirror", "no"])) == RefinerConfig(mirror=False)
+    assert refiner_config(build_parser().parse_args(base + ["--mirror", "yes"])) == RefinerConfig()
 
 
 def test_weights_name_a_shipped_file_or_a_path(tmp_path):

@@ -274,16 +274,16 @@ def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
     assert not window.config.attached_only
     window.view_controls.margin.setValue(0.15)
     assert window.config.margin == 0.15
+    assert window.config.mirror and window.view_controls.mirror.isChecked()  # on by default
+    window.view_controls.mirror.setChecked(False)
     assert not window.config.mirror
-    window.view_controls.mirror.setChecked(True)
-    assert window.config.mirror
     assert window.view_controls.max_shift.text() == "no limit" and window.config.max_shift == 0
     window.view_controls.max_shift.setValue(3)
     assert window.config.max_shift == 3
     window.refine_current_image()  # the refinement gets the window's settings
     qtbot.waitUntil(lambda: not window.refining, timeout=20000)
     assert configs[-1].margin == 0.15 and not configs[-1].attached_only and configs[-1].min_size == 4096
-    assert configs[-1].mirror and configs[-1].max_shift == 3
+    assert not configs[-1].mirror and configs[-1].max_shift == 3
 
 
 def test_review_keys_walk_through_instances_and_images(qtbot, labelme_copy):

@@ -188,7 +188,7 @@ def test_mirror_averages_each_patch_with_its_mirror_image(weights, scene):
     """mirror: each patch's logits are the mean of the network's on the patch and, mirrored back, on
     the patch mirrored left-right (the test network is not symmetric, so this differs from one pass)."""
     image, masks = scene
-    plain, mirrored = make_refiner(weights), make_refiner(weights, mirror=True)
+    plain, mirrored = make_refiner(weights, mirror=False), make_refiner(weights)  # mirror: on by default
     crops = np.ascontiguousarray(image[:32, :32][None].repeat(3, 0)), np.zeros((3, 32, 32), bool)
     crops[1][:, :, :12] = True  # a left-right asymmetric mask
     x = refiner_module.network_inputs(*crops, 32, **plain._norm)

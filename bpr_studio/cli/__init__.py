@@ -53,7 +53,8 @@ REFINER_OPTIONS = {
                                   "by more than this, in [0, 0.5) (higher: fewer instances made worse, smaller "
                                   "corrections)"),
     "mirror": ("--mirror", switch, "yes: also run the network on every patch mirrored left-right and average the "
-                                   "two (boundary F up 0.2-0.9 points, twice the network's time)"),
+                                   "two (boundary F up 0.1-0.6 points, twice the network's time); no: half the "
+                                   "network's time"),
     "max_shift": ("--max-shift", int, "move boundaries by at most this many pixels: pixels farther from the coarse "
                                       "boundary keep their coarse value, for coarse masks known to be close, such as "
                                       "old annotations (0: no limit)"),
@@ -66,7 +67,7 @@ def add_weights_argument(parser: argparse.ArgumentParser, text: str = "refinemen
                         help=f"{text}: a weights file, or a shipped one by name: fast ({DEFAULT_WEIGHTS}, the "
                              f"default, {MODELS[DEFAULT_MODEL].description}, input 64), precise "
                              f"({SHIPPED_WEIGHTS['precise']}, the same at input 128: more exact on real "
-                             f"photographs, 5.6x the CPU time), paper ({PAPER_WEIGHTS}, {MODELS['hr18s'].description})")
+                             f"photographs, 6-7x the CPU time), paper ({PAPER_WEIGHTS}, {MODELS['hr18s'].description})")
 
 
 def add_refiner_arguments(parser: argparse.ArgumentParser, fields=tuple(REFINER_OPTIONS)) -> None:

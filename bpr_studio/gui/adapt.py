@@ -110,7 +110,7 @@ class AdaptController(QtCore.QObject):
                                  ("adapt_budget", "Adaptation time &budget...", self.ask_budget),
                                  ("adapt_cancel", "Cancel ada&ptation", self.cancel),
                                  ("default_weights", "Use de&fault weights", lambda: self.use_weights(None)),
-                                 ("precise_weights", "Use &precise weights (input 128, 5.6x the time)",
+                                 ("precise_weights", "Use &precise weights (input 128, 6-7x the time)",
                                   lambda: self.use_weights(weights_path("precise"))),
                                  ("weights_file", "Use weights &file...", self.choose_weights),
                                  ("refine_unreviewed", "Refine &unreviewed instances", self.refine_unreviewed)):

@@ -248,9 +248,9 @@ class ViewControls(QtWidgets.QWidget):
                                "unsure (fewer masks made worse, smaller corrections). Applies to the next refinement")
         self.mirror = QtWidgets.QCheckBox("also mirrored")
         self.mirror.setChecked(config.mirror)
-        self.mirror.setToolTip("on: the network also sees every patch mirrored left-right and the two are averaged: "
-                               "slightly better boundaries, the network's work doubles (about 1.5x the whole "
-                               "refinement). Applies to the next refinement")
+        self.mirror.setToolTip("on (the default): the network also sees every patch mirrored left-right and the two "
+                               "are averaged: slightly better boundaries for twice the network's work; off: about "
+                               "two thirds of the refinement's time. Applies to the next refinement")
         self.max_shift = QtWidgets.QSpinBox()
         self.max_shift.setRange(0, 64)
         self.max_shift.setSpecialValueText("no limit")
