@@ -15,7 +15,7 @@ from bpr_studio.core.model import build_model, save_weights
 from bpr_studio.pipeline import local, refine as pipeline_refine
 from bpr_studio.pipeline.job import read_job
 from bpr_studio.pipeline.refine import fingerprint, refine_dataset
-from bpr_studio.pipeline.shards import ShardStore
+from bpr_studio.pipeline.shards import ShardStore, differences
 from bpr_studio.pipeline.work import RefinerSettings
 
 DEMO = RESOURCES / "demo"
@@ -163,10 +163,17 @@ def test_resume_with_other_settings_is_refused(job, settings, tmp_path):
     with pytest.raises(Interrupt):
         run(job, settings, out, engine="serial", on_result=lambda r: (_ for _ in ()).throw(Interrupt()))
     other = dataclasses.replace(settings, config=dataclasses.replace(settings.config, nms_thr=0.5))
-    with pytest.raises(ValueError, match="other inputs or settings"):
+    with pytest.raises(ValueError, match=r"other inputs or settings \(config: nms_thr 0.25, now 0.5\)"):
         run(job, other, out, engine="serial", resume=True)
     summary = run(job, other, out, engine="serial")  # without --resume: start over
     assert summary.discarded == 1 and summary.resumed == 0 and summary.refined == 3
+
+
+def test_differences_name_the_settings_and_inputs_that_changed():
+    before = {"images": "/data", "predictions": "ab12", "config": {"mirror": False, "margin": 0.05}}
+    now = {"images": "/data", "predictions": "cd34", "config": {"mirror": True, "margin": 0.05}}
+    assert differences(before, now) == "config: mirror False, now True; predictions"
+    assert differences(None, now) == "no record of them"
 
 
 def test_an_interrupt_in_a_refiner_thread_ends_the_run(job, settings, tmp_path, monkeypatch):

@@ -51,8 +51,9 @@ class ShardStore:
                 discarded = len(earlier)
                 shutil.rmtree(self.folder)
             elif self._stored_fingerprint() != self.fingerprint:
-                raise ValueError(f"{self.folder}: these shards were made from other inputs or settings; "
-                                 "run with the same ones, or without --resume to start over")
+                raise ValueError(f"{self.folder}: these shards were made from other inputs or settings "
+                                 f"({differences(self._stored_fingerprint(), self.fingerprint)}); run with the "
+                                 "same ones, or without --resume to start over")
             else:
                 kept = earlier
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -94,3 +95,22 @@ class ShardStore:
             return json.loads((self.folder / "job.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+
+
+def differences(before: dict | None, now: dict) -> str:
+    """What differs between two fingerprints, for a message: "config: mirror False, now True; predictions"
+    (a setting with both values, an input file by its key); "no record of them" when ``before`` is None."""
+    if before is None:
+        return "no record of them"
+    said = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            fields = [f"{name} {old.get(name)}, now {new.get(name)}" for name in sorted(set(old) | set(new))
+                      if old.get(name) != new.get(name)]
+            said.append(f"{key}: " + "; ".join(fields))
+        else:
+            said.append(key)
+    return "; ".join(said)
