@@ -63,3 +63,52 @@ def test_summary_without_ground_truth_says_why_there_is_no_iou_change(tmp_path, 
     model.attach(make_session(tmp_path, scene, ground_truth=False))
     model.measure_next()
     assert model.summary() == "2 instances, 2 refined; no ground truth, so no IoU change"
+
+
+def test_a_real_session_is_measured_on_windows_with_the_whole_image_figures(tmp_path, scene):
+    """The model measures each instance on the window its figures read (its masks' and patches'
+    boxes), not on whole masks: a real Session's records equal core.quality's on whole masks, for
+    instances refined or not, matched or not, one on the image border and one empty, on the current
+    image and on another."""
+    import cv2
+    import numpy as np
+
+    from bpr_studio.core.patches import boundary_patches
+    from bpr_studio.io.dataset import Dataset, ImageRecord, Instance
+    from bpr_studio.session import Session
+    from test_inspect import H, PATCH, W
+
+    border = np.zeros((H, W), bool)
+    border[:30, :25] = True  # touches the top and left edges
+    border_gt = np.zeros((H, W), bool)
+    border_gt[:33, :22] = True
+    coarse = [scene.coarse[0], scene.coarse[1], border, np.zeros((H, W), bool)]
+    categories = [1, 2, 1, 1]
+    records, truth = [], []
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), scene.image[..., ::-1])
+        records.append(ImageRecord(tmp_path / name, W, H, [Instance.from_mask(m, c) for m, c in zip(coarse, categories)]))
+        truth.append(ImageRecord(tmp_path / name, W, H, [Instance.from_mask(m, c) for m, c in
+                                                          zip([scene.gt[0], scene.gt[1], border_gt], [1, 2, 1])]))
+    session = Session(Dataset(records, {1: "a", 2: "b"}), None, ground_truth=Dataset(truth, {1: "a", 2: "b"}))
+    rng = np.random.default_rng(0)
+    border_boxes = boundary_patches(border, PATCH, 0.25)
+    refined = {0: (scene.refined[0], scene.boxes[0], scene.probs[0]), 2: (border_gt, border_boxes,
+                                                                        rng.random((len(border_boxes), PATCH, PATCH)))}
+    for i in (0, 1):
+        for j, (mask, boxes, probs) in refined.items():
+            if i == 0 or j == 2:
+                session.set_refined(i, j, mask.copy(), boxes, probs)
+    model = InspectModel()
+    model.attach(session)
+    while model.measure_next():
+        pass
+    assert not model.problems
+    for i, image in enumerate(session.images):
+        expected = measure_image(coarse, categories, [inst.refined for inst in image.instances],
+                                 [inst.boxes for inst in image.instances], [inst.probs for inst in image.instances],
+                                 [g.mask for g in image.ground_truth], [1, 2, 1], [False] * 3,
+                                 image_index=i, image_name=image.record.path.name)
+        assert [model.records[(i, j)] for j in range(4)] == expected
+    assert model.records[(1, 2)].iou_after is not None and model.records[(1, 0)].iou_after is None
+    assert model.records[(0, 3)].area == 0 and model.records[(0, 3)].gt_index is None

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PyQt5 import QtCore, QtWidgets
 
+from bpr_studio.core.boundary import mask_bbox
+from bpr_studio.core.rle import encode_rle
 from bpr_studio.gui.inspect_panel import EMPTY_TEXT, install_inspect_panel
 from bpr_studio.io.dataset import Instance
 from bpr_studio.session.events import SessionEvent, SessionEvents
@@ -41,12 +43,32 @@ class StandInWindow(QtWidgets.QMainWindow):
         self.centred.append((x, y))
 
 
+class StandInInstance(SimpleNamespace):
+    """What the Inspect model reads of a session instance (session.model), over arrays: category_id,
+    coarse, refined, boxes, probs, has, rle, crop, source.size."""
+
+    def has(self, name):
+        return getattr(self, name) is not None
+
+    def rle(self, name):
+        return None if getattr(self, name) is None else encode_rle(getattr(self, name))
+
+    def crop(self, name):
+        mask = getattr(self, name)
+        box = None if mask is None else mask_bbox(mask)
+        return None if box is None else (box[0], box[1], mask[box[1]:box[3], box[0]:box[2]])
+
+    @property
+    def source(self):
+        return SimpleNamespace(size=self.coarse.shape)
+
+
 def make_session(tmp_path, scene, ground_truth=True, refined=True):
     """A session-shaped object (images[i].instances[j], .ground_truth, .record.path, .events) over the scene."""
     path = tmp_path / "scene.png"
     cv2.imwrite(str(path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
     instances = [
-        SimpleNamespace(category_id=c, coarse=scene.coarse[j], refined=scene.refined[j] if refined else None,
+        StandInInstance(category_id=c, coarse=scene.coarse[j], refined=scene.refined[j] if refined else None,
                         boxes=scene.boxes[j] if refined else None, probs=scene.probs[j] if refined else None)
         for j, c in enumerate(scene.categories)
     ]

@@ -16,6 +16,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets, sip
 
 from ..core.figures import PatchRow, draw_scatter, patch_rows
 from ..core.quality import FILTERS, SORTS, InstanceQuality, measure_patches, worst_patches_first
+from ..core.rle import decode_rle
 from ..io.images import read_image
 from ..session.inspect import InspectModel
 from .panels import narrow_combo
@@ -385,7 +386,7 @@ class InspectPanel(QtWidgets.QWidget):
             return
         gt_mask = None
         if q is not None and q.gt_index is not None:
-            gt_mask = self.model.ground_truth(image_index)[0][q.gt_index]
+            gt_mask = decode_rle(self.model.ground_truth(image_index)[0][q.gt_index])
         try:
             pixels = read_image(image.record.path, inst.coarse.shape[::-1])  # the size its masks have
             patches = worst_patches_first(measure_patches(inst.coarse, inst.refined, inst.boxes, inst.probs, gt_mask))

@@ -17,7 +17,6 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import Qt
 
 from ..core.config import RefinerConfig
-from ..core.refiner import patch_boxes
 from ..core.rle import rle_crop
 from ..io.errors import DatasetError
 from ..session import Session, open_session
@@ -29,7 +28,7 @@ from .shortcuts import SHORTCUTS, MOUSE, key, keys, start_hint
 from .canvas import Canvas
 from .dialogs import ExportDialog, OpenDialog
 from .panels import ImageList, InstanceTable, ViewControls
-from .patch_preview import PatchPreview, mask_window
+from .patch_preview import PatchPreview, mask_window, window_patch_boxes
 from .refine_controller import RefineController
 from .worker import RefineJob
 
@@ -689,7 +688,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._patches_touched.clear()
         image = self.current_image()
         self.config = dataclasses.replace(self.config, **self.view_controls.settings())
-        self._patch_boxes = {j: patch_boxes(self.refine_input(image.instances[j]), self.config)
+        self._patch_boxes = {j: window_patch_boxes([self._refine_window(image, j)], image.shape, self.config)
                              for j in self._patch_instances()}
         self._show_patches()
 
@@ -726,10 +725,8 @@ class MainWindow(QtWidgets.QMainWindow):
         image = self.current_image()
         touched, self._patches_touched = self._patches_touched, set()
         for j in sorted(touched & set(self._patch_instances())):
-            inst = image.instances[j]
-            name = "edited" if inst.has("edited") and inst.status != "rejected" else "coarse"
-            self._patch_preview.request((self.image_index, j), [mask_window(inst.crop(name), image.shape)],
-                                        image.shape, self.config)
+            self._patch_preview.request((self.image_index, j), [self._refine_window(image, j)], image.shape,
+                                        self.config)
 
     def _patches_ready(self, key, boxes) -> None:
         if key[0] == self.image_index and key[1] in self._patch_instances():
@@ -737,9 +734,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self._show_patches()
 
     @staticmethod
-    def refine_input(inst) -> np.ndarray:
-        """The mask BPR refines for an instance: its touch-up when it has one (and is not rejected), else the coarse mask."""
-        return inst.edited if inst.has("edited") and inst.status != "rejected" else inst.coarse
+    def refine_input_name(inst) -> str:
+        """Which mask BPR refines for an instance: "edited" when it has a touch-up (and is not rejected), else "coarse"."""
+        return "edited" if inst.has("edited") and inst.status != "rejected" else "coarse"
+
+    @classmethod
+    def refine_input(cls, inst) -> np.ndarray:
+        """The (H, W) bool mask BPR refines for an instance (see refine_input_name)."""
+        return getattr(inst, cls.refine_input_name(inst))
+
+    def _refine_window(self, image, j: int):
+        """A copy of the window of instance j's refine input that patch_boxes needs (patch_preview.mask_window):
+        its patches without decoding the whole mask."""
+        inst = image.instances[j]
+        return mask_window(inst.crop(self.refine_input_name(inst)), image.shape)
 
     def _session_changed(self, event) -> None:
         session = self.session
