@@ -81,6 +81,30 @@ def _drag(qtbot, canvas, points):
     qtbot.mouseRelease(viewport, Qt.LeftButton, pos=positions[-1])
 
 
+def test_inspect_gallery_of_the_shown_image_uses_the_window_pixels(qtbot, labelme_copy, tiny_weights, monkeypatch):
+    """Selecting a refined instance with the Inspect dock in front shows its patch gallery from the
+    pixels the window already decoded (a large photograph took 0.3 s to decode again per selection)."""
+    from bpr_studio.core.refiner import Refiner
+    from bpr_studio.gui import inspect_panel
+    from bpr_studio.gui.inspect_panel import InspectPanel
+
+    def factory(config):
+        return Refiner(RefinerConfig(input_size=32, batch_size=64, min_size=0), weights=tiny_weights, device="cpu")
+
+    window = _window(qtbot, labelme_copy, factory)
+    with qtbot.waitSignal(window.refineFinished, timeout=60000):
+        window.refine_current_image()
+    inspect = [d for d in window.findChildren(QtWidgets.QDockWidget) if d.windowTitle() == "Inspect"][0]
+    inspect.raise_()
+    panel = window.findChild(InspectPanel)
+    qtbot.waitUntil(panel.isVisible, timeout=5000)
+    monkeypatch.setattr(inspect_panel, "read_image", lambda *a: pytest.fail("the gallery decoded the image again"))
+    j = next(j for j, inst in enumerate(window.current_image().instances) if len(inst.boxes))
+    window.select_instance(j)
+    qtbot.waitUntil(lambda: len(panel.gallery.rows) == len(window.current_image().instances[j].boxes), timeout=5000)
+    assert window.image_pixels(window.image_index) is not None and window.image_pixels(window.image_index + 1) is None
+
+
 def test_refine_review_touch_up_export_reopen(qtbot, labelme_copy, tiny_weights, tmp_path):
     from pycocotools.coco import COCO
 

@@ -42,6 +42,9 @@ class StandInWindow(QtWidgets.QMainWindow):
     def center_canvas_on(self, x, y):
         self.centred.append((x, y))
 
+    def image_pixels(self, image_index):
+        return None  # the panel reads the image itself
+
 
 class StandInInstance(SimpleNamespace):
     """What the Inspect model reads of a session instance (session.model), over arrays: category_id,

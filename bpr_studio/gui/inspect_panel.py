@@ -388,7 +388,9 @@ class InspectPanel(QtWidgets.QWidget):
         if q is not None and q.gt_index is not None:
             gt_mask = decode_rle(self.model.ground_truth(image_index)[0][q.gt_index])
         try:
-            pixels = read_image(image.record.path, inst.coarse.shape[::-1])  # the size its masks have
+            pixels = self.main_window.image_pixels(image_index)
+            if pixels is None:
+                pixels = read_image(image.record.path, inst.coarse.shape[::-1])  # the size its masks have
             patches = worst_patches_first(measure_patches(inst.coarse, inst.refined, inst.boxes, inst.probs, gt_mask))
             rows = patch_rows(pixels, inst.coarse, inst.refined, patches, inst.probs, gt_mask)
         except ValueError as exc:  # DatasetError, or an image of another size than its masks

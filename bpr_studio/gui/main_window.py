@@ -468,6 +468,11 @@ class MainWindow(QtWidgets.QMainWindow):
         """Scroll the canvas so image pixel (x, y) is in the middle."""
         self.canvas.center_on(x, y)
 
+    def image_pixels(self, image_index: int) -> np.ndarray | None:
+        """The (H, W, 3) uint8 RGB pixels of image ``image_index`` when the window shows it (read
+        only), else None: a panel need not decode the image again."""
+        return self._pixels if image_index == self.image_index else None
+
     @property
     def selected(self) -> int | None:
         """The selected instance of the current image (``view.selected``)."""
