@@ -18,7 +18,7 @@ import pytest
 from bpr_studio.core.metrics import boundary_f_score, mask_iou
 from bpr_studio.core.patches import boundary_patches, crop_boxes, reassemble
 from bpr_studio.core.quality import (
-    SMALL_AREA, MaskShapeError, got_worse, is_small, match_ground_truth, measure_image, measure_instance,
+    SMALL_AREA, MaskShapeError, got_worse, is_small, measure_image, measure_instance,
     measure_patches, rank_instances, worst_patches_first,
 )
 from bpr_studio.core.figures import draw_scatter, gallery_figure, patch_rows, scatter_figure
@@ -117,12 +117,16 @@ def test_without_ground_truth_ranks_by_uncertainty(scene):
 
 
 def test_matching_uses_same_category_and_skips_crowd(scene):
-    assert match_ground_truth(scene.coarse[0], 1, list(scene.gt), [1, 2]) == (0, pytest.approx(
-        mask_iou(scene.coarse[0], scene.gt[0])))
-    assert match_ground_truth(scene.coarse[0], 2, list(scene.gt), [1, 2]) == (None, 0.0)
-    assert match_ground_truth(scene.coarse[0], 1, list(scene.gt), [1, 2], [True, False])[0] is None
+    def matched(category, crowd=(False, False)):
+        q = measure_image([scene.coarse[0]], [category], gt_masks=list(scene.gt), gt_category_ids=[1, 2],
+                          gt_iscrowd=list(crowd))[0]
+        return q.gt_index, q.iou_before
+
+    assert matched(1) == (0, pytest.approx(mask_iou(scene.coarse[0], scene.gt[0])))
+    assert matched(2) == (None, 0.0)
+    assert matched(1, crowd=(True, False))[0] is None
     with pytest.raises(MaskShapeError, match="ground-truth mask 1 is 10x5 pixels, expected 128x96"):
-        match_ground_truth(scene.coarse[0], 1, [scene.gt[0], np.zeros((5, 10), bool)], [1, 2])
+        measure_image([scene.coarse[0]], [1], gt_masks=[scene.gt[0], np.zeros((5, 10), bool)], gt_category_ids=[1, 2])
     with pytest.raises(MaskShapeError, match="refined mask"):
         measure_instance(scene.coarse[0], scene.refined[0][1:])
     unmatched = measure_image([scene.coarse[0]], [3], [scene.refined[0]], [scene.boxes[0]], [scene.probs[0]],

@@ -112,3 +112,18 @@ def test_a_real_session_is_measured_on_windows_with_the_whole_image_figures(tmp_
         assert [model.records[(i, j)] for j in range(4)] == expected
     assert model.records[(1, 2)].iou_after is not None and model.records[(1, 0)].iou_after is None
     assert model.records[(0, 3)].area == 0 and model.records[(0, 3)].gt_index is None
+
+
+def test_ground_truth_of_another_size_is_a_problem_named_not_a_crash(tmp_path, scene):
+    import numpy as np
+
+    from bpr_studio.io.dataset import Instance
+
+    session = make_session(tmp_path, scene, ground_truth=True)
+    session.images[0].ground_truth = [Instance.from_mask(np.zeros((5, 10), bool), 1)]
+    model = InspectModel()
+    model.attach(session)
+    assert model.measure_next() is False
+    assert model.records == {} and model.problems == ["scene.png: ground-truth mask 0 is 10x5 pixels, expected 128x96"]
+    model.remeasure(0, 1)
+    assert model.problems[-1] == "scene.png #1: ground-truth mask 0 is 10x5 pixels, expected 128x96"

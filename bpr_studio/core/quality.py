@@ -103,25 +103,6 @@ class PatchQuality:
         return self.iou_after - self.iou_before
 
 
-def match_ground_truth(
-    mask: np.ndarray,
-    category_id: int,
-    gt_masks: Sequence[np.ndarray],
-    gt_category_ids: Sequence[int],
-    gt_iscrowd: Sequence[bool] | None = None,
-) -> tuple[int | None, float]:
-    """The ground-truth instance of the same category with the highest IoU with ``mask``.
-
-    mask: (H, W) bool. gt_masks: M masks (H, W) bool. gt_category_ids: (M,) int. gt_iscrowd: (M,)
-    bool or None (crowd regions never match). Returns (index, IoU); (None, 0.0) when no
-    same-category, non-crowd ground truth overlaps the mask (``core.matching.match_instances``).
-    MaskShapeError when a ground-truth mask is not the size of ``mask``.
-    """
-    _check_shapes(mask.shape, {f"ground-truth mask {m}": g for m, g in enumerate(gt_masks)})
-    index, iou = match_instances([mask], [category_id], gt_masks, gt_category_ids, gt_iscrowd)
-    return (int(index[0]), float(iou[0])) if index[0] >= 0 else (None, 0.0)
-
-
 def measure_instance(
     coarse: np.ndarray,
     refined: np.ndarray | None = None,

@@ -102,17 +102,17 @@ class InspectModel:
 
     def _matches(self, image_index: int, instance_indices) -> list[int | None]:
         """The ground-truth index each instance's coarse mask matches (core.matching, on RLE), None
-        where none does or the image has no ground truth. MaskShapeError for ground truth of
-        another size than the instances."""
+        where none does or the image has no ground truth. MaskShapeError for an instance or a
+        ground-truth mask of another size than the first instance."""
         instances = [self.session.images[image_index].instances[j] for j in instance_indices]
         gt = self.ground_truth(image_index)
         if gt is None or not instances:
             return [None] * len(instances)
         height, width = instances[0].source.size
-        for m, rle in enumerate(gt[0]):
-            if tuple(rle["size"]) != (height, width):
-                raise MaskShapeError(f"ground-truth mask {m} is {rle['size'][1]}x{rle['size'][0]} pixels, "
-                                     f"expected {width}x{height}")
+        sizes = [(f"instance {j}", inst.source.size) for j, inst in zip(instance_indices, instances)]
+        for name, (h, w) in sizes + [(f"ground-truth mask {m}", rle["size"]) for m, rle in enumerate(gt[0])]:
+            if (int(h), int(w)) != (height, width):
+                raise MaskShapeError(f"{name} is {w}x{h} pixels, expected {width}x{height}")
         index, _ = match_instances([inst.rle("coarse") for inst in instances],
                                    [inst.category_id for inst in instances], *gt)
         return [int(k) if k >= 0 else None for k in index]
