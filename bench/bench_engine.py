@@ -7,6 +7,7 @@ Run from the repository root::
     python bench/bench_engine.py --sizes 128 --extra-modes channels_last bf16 compile
                                             # also other CPU modes (bf16 and compile are slow)
     python bench/bench_engine.py --end-to-end [--threads 2]    # (d), (e), (f) only
+    python bench/bench_engine.py --alone [--threads 2]         # (h) only: each path in its own process
     python bench/bench_engine.py --cuda                         # (g) only, on a CUDA GPU
     python bench/bench_engine.py --eval GT.json PRED.json ...  # quality, plain vs fast path
 
@@ -29,8 +30,11 @@ time per stage and the mask pixels on which the two differ; (e) re-refining each
 (median, p90); (f) making a Refiner until the first refined instance, with an empty and with a
 filled model cache. ``--cuda``: (g) the same image on a
 CUDA GPU, the fast path (float16 autocast) and eager fp32 at several batch sizes, each against the
-plain fp32 CPU path in the same run, with the pixels on which they differ. ``--eval`` refines COCO
-predictions files with both paths and prints AP / AF / mIoU side by side.
+plain fp32 CPU path in the same run, with the pixels on which they differ. ``--alone``: (h) the
+image of (d) refined by each path alone in a fresh process (median of 9 calls), plain and fast
+taking turns for ``--repeats`` rounds: in (d) the plain path shares its process with the fast
+refiners, and its time moves with what ran there before (docs/engine_bench.md, stop 24). ``--eval``
+refines COCO predictions files with both paths and prints AP / AF / mIoU side by side.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -335,6 +340,38 @@ def bench_start(image, masks, args) -> list[tuple[str, float]]:
     return rows
 
 
+def time_alone(path: str, image, masks, args) -> float:
+    """Median seconds of ``Refiner.refine`` of the scene by one path ("plain" fp32 PyTorch or "fast"),
+    the only refiner of this process: 9 timed calls after one warm-up."""
+    from bpr_studio.core.refiner import Refiner
+
+    refiner = Refiner(RefinerConfig(min_size=0, batch_size=args.batch), weights=args.weights, device="cpu",
+                      fast=path == "fast")
+    (seconds, _), = median_seconds([lambda: refiner.refine(image, masks)], 9, settle=SETTLE_S)
+    return seconds
+
+
+def bench_alone(args) -> list[tuple[float, float]]:
+    """(h) (plain, fast) seconds of each of ``args.repeats`` rounds, each path timed by ``time_alone``
+    in a fresh process of this script (``--time-one``)."""
+    common = ["--threads", str(args.threads), "--instances", str(args.instances), "--batch", str(args.batch)]
+    common += ["--weights", args.weights] if args.weights else []
+    rounds = []
+    for _ in range(args.repeats):
+        rounds.append(tuple(float(subprocess.run([sys.executable, __file__, "--time-one", path] + common, check=True,
+                                                 capture_output=True, text=True).stdout.split()[-1])
+                            for path in ("plain", "fast")))
+    return rounds
+
+
+def print_alone(rounds: list[tuple[float, float]], threads: int) -> None:
+    print(f"\n(h) each path alone in a fresh process: {WIDTH}x{HEIGHT} image, default settings, {threads} threads, "
+          f"median of 9 calls")
+    print(f"{'round':>5}{'plain ms':>10}{'fast ms':>9}{'ratio':>7}")
+    for k, (plain, fast) in enumerate(rounds, 1):
+        print(f"{k:>5}{plain * 1e3:>10.0f}{fast * 1e3:>9.0f}{plain / fast:>6.2f}x")
+
+
 def print_end_to_end(fig: dict, start_rows, threads: int) -> None:
     print(f"\n(d) end to end, image in, masks out: {WIDTH}x{HEIGHT}, {fig['patches']} patches, input "
           f"{fig['input_size']}, mirror {'on' if fig['mirror'] else 'off'}, {threads} threads; fast = {fig['mode']}")
@@ -497,6 +534,10 @@ def main(argv: list[str] | None = None) -> int:
                              "plain and the fast path (shipped weights or --weights)")
     parser.add_argument("--margin", type=float, default=RefinerConfig.margin,
                         help="RefinerConfig.margin for --eval (default: its default)")
+    parser.add_argument("--alone", action="store_true",
+                        help="only (h): the image of (d) refined by each path alone in a fresh process, --repeats "
+                             "rounds taking turns, on --threads threads")
+    parser.add_argument("--time-one", choices=("plain", "fast"), help=argparse.SUPPRESS)  # one path of (h)
     parser.add_argument("--quick", action="store_true", help="2 repeats, 32 patches, 1 network repeat")
     args = parser.parse_args(argv)
     if args.quick:
@@ -514,6 +555,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
         print_cuda(bench_cuda(image, masks, args), args.threads)
+        return 0
+    if args.time_one:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+        print(time_alone(args.time_one, image, masks, args))
+        return 0
+    if args.alone:
+        print_alone(bench_alone(args), args.threads)
         return 0
     if args.end_to_end:
         torch.set_num_threads(args.threads)
