@@ -125,7 +125,7 @@ def measure_instance(
     image has ground truth at all (default: ``gt is not None``); with ground truth but no match,
     the IoU and boundary F figures are 0. MaskShapeError when refined or gt is not coarse's size.
     """
-    _check_shapes(coarse.shape, {"refined mask": refined, "ground-truth mask": gt})
+    check_shapes(coarse.shape, {"refined mask": refined, "ground-truth mask": gt})
     if has_ground_truth is None:
         has_ground_truth = gt is not None
     figures: dict = {}
@@ -179,7 +179,7 @@ def measure_image(
     probs = probs if probs is not None else [None] * n
     if gt_masks is not None:
         for mask in coarse_masks:
-            _check_shapes(mask.shape, {f"ground-truth mask {m}": g for m, g in enumerate(gt_masks)})
+            check_shapes(mask.shape, {f"ground-truth mask {m}": g for m, g in enumerate(gt_masks)})
         matched, _ = match_instances(coarse_masks, category_ids, gt_masks, gt_category_ids, gt_iscrowd)
     records = []
     for j in range(n):
@@ -306,11 +306,13 @@ def rank_instances(records: Sequence[InstanceQuality], sort: str = "worst_change
 
 # ---- helpers ---------------------------------------------------------------------------------
 
-def _check_shapes(shape: tuple, masks: dict) -> None:
-    """Raise MaskShapeError naming the first of ``masks`` (name -> array or None) not of ``shape``."""
+def check_shapes(shape: tuple, masks: dict) -> None:
+    """Raise MaskShapeError naming the first of ``masks`` (name -> an array, its (H, W) size, or
+    None) not of ``shape`` (H, W)."""
     for name, mask in masks.items():
-        if mask is not None and mask.shape != shape:
-            raise MaskShapeError(f"{name} is {mask.shape[1]}x{mask.shape[0]} pixels, expected {shape[1]}x{shape[0]}")
+        size = None if mask is None else tuple(int(n) for n in getattr(mask, "shape", mask))
+        if size is not None and size != tuple(shape):
+            raise MaskShapeError(f"{name} is {size[1]}x{size[0]} pixels, expected {shape[1]}x{shape[0]}")
 
 
 def _uncertainty(q: InstanceQuality) -> float:

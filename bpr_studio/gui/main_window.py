@@ -21,7 +21,7 @@ from ..core.rle import rle_crop
 from ..io.errors import DatasetError
 from ..session import Session, open_session
 from ..session.export import default_export_path
-from ..session.model import crop_box, union_box
+from ..session.model import crop_box, grow_box, union_box
 from ..session.view import ViewState
 from . import icons, overlay
 from .shortcuts import SHORTCUTS, MOUSE, key, keys, start_hint
@@ -633,7 +633,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if window is None:
             box = union_box(self._boxes.get(j), crop_box(inst.crop(self.shown_name(inst))))
         else:  # outlines (1 px) of every instance there may change one pixel around the window
-            box = overlay.grow_box(window, 1, image.shape)
+            box = grow_box(window, 1, image.shape)
         self._repaint_region(box, relabel=True)
         if j == self.selected:
             self._redraw_selected(window)
@@ -668,7 +668,7 @@ class MainWindow(QtWidgets.QMainWindow):
         crop = inst.crop(self.shown_name(inst))
         frame = self._selected_frame
         if window is not None and frame is not None and overlay.contains(frame, crop_box(crop)):
-            x0, y0, x1, y1 = overlay.grow_box(window, 2, image.shape)  # the 2 px edge band
+            x0, y0, x1, y1 = grow_box(window, 2, image.shape)  # the 2 px edge band
             part = max(x0, frame[0]), max(y0, frame[1]), min(x1, frame[2]), min(y1, frame[3])
             if part[0] < part[2] and part[1] < part[3]:
                 drawn, _ = overlay.selected_image(crop, self._color(j), part)
@@ -679,7 +679,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._set_selected_layer(None)
             return
         room = max(32, max(box[2] - box[0], box[3] - box[1]) // 16)  # strokes outwards fit for a while
-        frame = overlay.grow_box(box, room, image.shape)
+        frame = grow_box(box, room, image.shape)
         self._set_selected_layer(overlay.selected_image(crop, self._color(j), frame), frame)
 
     def _set_selected_layer(self, image_and_offset, frame=None) -> None:

@@ -78,12 +78,6 @@ def _outline_part(mask: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.nd
     return around[r0 - m0:r1 - m0, c0 - n0:c1 - n0]  # the margin makes the 3x3 erosion exact inside
 
 
-def grow_box(box, margin: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Box (x0, y0, x1, y1) grown by ``margin`` pixels on every side, clipped to an image of ``shape`` (H, W)."""
-    x0, y0, x1, y1 = box
-    return max(x0 - margin, 0), max(y0 - margin, 0), min(x1 + margin, shape[1]), min(y1 + margin, shape[0])
-
-
 def contains(outer, inner) -> bool:
     """Whether box ``inner`` lies inside box ``outer`` (None inside anything)."""
     return inner is None or (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2]

@@ -16,8 +16,7 @@ from PyQt5 import QtCore
 
 from ..core.config import RefinerConfig
 from ..core.refiner import patch_boxes
-from ..session.model import crop_box, crop_window
-from . import overlay
+from ..session.model import crop_box, crop_window, grow_box
 
 
 def mask_window(crop, shape: tuple[int, int]):
@@ -26,7 +25,7 @@ def mask_window(crop, shape: tuple[int, int]):
     box = crop_box(crop)
     if box is None:
         return None
-    box = overlay.grow_box(box, 2, shape)
+    box = grow_box(box, 2, shape)
     return box[0], box[1], crop_window(crop, box)
 
 

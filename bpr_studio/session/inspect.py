@@ -13,12 +13,11 @@ from typing import Callable
 import numpy as np
 
 from ..core.matching import match_instances
-from ..core.quality import BOUNDARY_TOLERANCE, InstanceQuality, MaskShapeError, measure_instance, rank_instances
+from ..core.quality import BOUNDARY_TOLERANCE, InstanceQuality, check_shapes, measure_instance, rank_instances
 from ..core.rle import rle_crop
 from .events import SessionEvent
+from .model import crop_box, crop_window, grow_box, union_box
 
-# A mask as the model reads it: (x0, y0, (h, w) bool) inside its tight box; EMPTY for an empty mask.
-EMPTY = (0, 0, np.zeros((0, 0), bool))
 # Pixels around an instance's masks and patches that its figures read (core.quality's boundary F window).
 WINDOW_MARGIN = int(np.ceil(BOUNDARY_TOLERANCE)) + 1
 
@@ -108,11 +107,9 @@ class InspectModel:
         gt = self.ground_truth(image_index)
         if gt is None or not instances:
             return [None] * len(instances)
-        height, width = instances[0].source.size
-        sizes = [(f"instance {j}", inst.source.size) for j, inst in zip(instance_indices, instances)]
-        for name, (h, w) in sizes + [(f"ground-truth mask {m}", rle["size"]) for m, rle in enumerate(gt[0])]:
-            if (int(h), int(w)) != (height, width):
-                raise MaskShapeError(f"{name} is {w}x{h} pixels, expected {width}x{height}")
+        check_shapes(instances[0].source.size, {**{f"instance {j}": inst.source.size
+                                                   for j, inst in zip(instance_indices, instances)},
+                                                **{f"ground-truth mask {m}": rle["size"] for m, rle in enumerate(gt[0])}})
         index, _ = match_instances([inst.rle("coarse") for inst in instances],
                                    [inst.category_id for inst in instances], *gt)
         return [int(k) if k >= 0 else None for k in index]
@@ -124,17 +121,23 @@ class InspectModel:
         image = self.session.images[image_index]
         inst = image.instances[instance_index]
         gt = self.ground_truth(image_index)
-        crops = {"coarse": inst.crop("coarse") or EMPTY,
-                 "refined": (inst.crop("refined") or EMPTY) if inst.has("refined") else None,
-                 "gt": (rle_crop(gt[0][gt_index]) or EMPTY) if gt_index is not None else None}
-        boxes = inst.boxes if crops["refined"] is not None else None
-        x0, y0, x1, y1 = _window(inst.source.size, [c for c in crops.values() if c is not None], boxes)
-        arrays = {name: None if crop is None else _pasted(crop, (x0, y0, x1, y1)) for name, crop in crops.items()}
+        shape = inst.source.size
+        refined = inst.has("refined")
+        # crops (x0, y0, (h, w) bool), None when empty; the refined mask and the ground truth only where present
+        crops = {"coarse": inst.crop("coarse"), "refined": inst.crop("refined") if refined else None,
+                 "gt": rle_crop(gt[0][gt_index]) if gt_index is not None else None}
+        boxes = inst.boxes if refined else None
+        patches = None if boxes is None or not len(boxes) else (
+            int(boxes[:, 0].min()), int(boxes[:, 1].min()),
+            min(int(boxes[:, 2].max()), shape[1]), min(int(boxes[:, 3].max()), shape[0]))
+        window = grow_box(union_box(*map(crop_box, crops.values()), patches) or (0, 0, 1, 1), WINDOW_MARGIN, shape)
+        x0, y0 = window[:2]
         return measure_instance(
-            arrays["coarse"], arrays["refined"], None if boxes is None else boxes - np.array([x0, y0, x0, y0]),
-            inst.probs, arrays["gt"], image_index=image_index, instance_index=instance_index,
-            category_id=inst.category_id, image_name=Path(image.record.path).name, gt_index=gt_index,
-            has_ground_truth=gt is not None)
+            crop_window(crops["coarse"], window), crop_window(crops["refined"], window) if refined else None,
+            None if boxes is None else boxes - np.array([x0, y0, x0, y0]), inst.probs,
+            crop_window(crops["gt"], window) if gt_index is not None else None, image_index=image_index,
+            instance_index=instance_index, category_id=inst.category_id, image_name=Path(image.record.path).name,
+            gt_index=gt_index, has_ground_truth=gt is not None)
 
     def has_content(self) -> bool:
         """Whether any instance has ground-truth figures or a refinement to show."""
@@ -169,26 +172,3 @@ class InspectModel:
             ranked += [j for j in range(n) if (image_index, j) not in self.records]
         return ranked
 
-
-def _window(shape: tuple[int, int], crops: list, boxes: np.ndarray | None) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1): the union of the non-empty crops (x0, y0, (h, w) bool) and of the (K, 4)
-    boxes (None: none) inside the (H, W) image, grown by WINDOW_MARGIN and clipped to the image; a
-    pixel in the corner when all are empty."""
-    height, width = shape
-    spans = [(cx, cy, cx + m.shape[1], cy + m.shape[0]) for cx, cy, m in crops if m.size]
-    if boxes is not None and len(boxes):
-        spans.append((int(boxes[:, 0].min()), int(boxes[:, 1].min()),
-                      min(int(boxes[:, 2].max()), width), min(int(boxes[:, 3].max()), height)))
-    if not spans:
-        return 0, 0, min(1, width), min(1, height)
-    return (max(min(b[0] for b in spans) - WINDOW_MARGIN, 0), max(min(b[1] for b in spans) - WINDOW_MARGIN, 0),
-            min(max(b[2] for b in spans) + WINDOW_MARGIN, width), min(max(b[3] for b in spans) + WINDOW_MARGIN, height))
-
-
-def _pasted(crop, window: tuple[int, int, int, int]) -> np.ndarray:
-    """The (y1 - y0, x1 - x0) bool array of ``window`` with ``crop`` (x0, y0, (h, w) bool) in place."""
-    x0, y0, x1, y1 = window
-    out = np.zeros((y1 - y0, x1 - x0), bool)
-    cx, cy, mask = crop
-    out[cy - y0:cy - y0 + mask.shape[0], cx - x0:cx - x0 + mask.shape[1]] = mask
-    return out

@@ -209,6 +209,12 @@ def union_box(*boxes) -> tuple[int, int, int, int] | None:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
+def grow_box(box, margin: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Box (x0, y0, x1, y1) grown by ``margin`` pixels on every side, clipped to an image of ``shape`` (H, W)."""
+    x0, y0, x1, y1 = box
+    return max(x0 - margin, 0), max(y0 - margin, 0), min(x1 + margin, shape[1]), min(y1 + margin, shape[0])
+
+
 def crop_window(crop, box: tuple[int, int, int, int]) -> np.ndarray:
     """(y1 - y0, x1 - x0) bool: a crop (x0, y0, (h, w) bool) or None seen through the image window ``box``
     (which may reach beyond the crop, or the image)."""
