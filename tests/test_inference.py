@@ -193,9 +193,11 @@ def test_cache_key_follows_weights_size_and_mode(tiny, tmp_path):
     assert weights_digest(changed) != weights_digest(tiny)
     other = FastInference(changed.eval(), 16, mode="onnxruntime", cache=tmp_path)
     int8 = FastInference(tiny, 16, mode="onnxruntime-int8", calibration=_calibration, cache=tmp_path)
+    recalibrated = FastInference(tiny, 16, mode="onnxruntime-int8", calibration=_calibration, cache=tmp_path,
+                                 calibration_key="p32+0")
     paths = {base.cache_path((16, 16)), base.cache_path((24, 24)), other.cache_path((16, 16)),
-             int8.cache_path((16, 16))}
-    assert len(paths) == 4
+             int8.cache_path((16, 16)), recalibrated.cache_path((16, 16))}
+    assert len(paths) == 5
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])

@@ -176,6 +176,8 @@ class FastInference:
         ONNX Runtime is installed and ``calibration`` is given, "onnxruntime" when it is installed,
         else "channels_last" (with one logged warning); on CUDA "autocast-fp16"; elsewhere "eager".
     calibration: size -> (N, C, size, size) float32 representative network inputs (int8 only).
+    calibration_key: names what ``calibration`` makes beyond the size (e.g. the patch size its crops
+        have), so int8 graphs calibrated on other inputs get other cache entries.
     cache: folder of exported graphs; None disables the disk cache; default :func:`cache_folder`.
     threads: CPU threads for ONNX Runtime; default ``torch.get_num_threads()``. With more than one,
         each call's batch is split into two near-equal parts run side by side by two sessions that
@@ -190,11 +192,13 @@ class FastInference:
 
     def __init__(self, model: nn.Module, input_size: int | None = None, device: str | torch.device = "cpu",
                  mode: str = "auto", calibration: Callable[[int], np.ndarray | torch.Tensor] | None = None,
-                 cache: str | os.PathLike | None | bool = True, threads: int | None = None):
+                 cache: str | os.PathLike | None | bool = True, threads: int | None = None,
+                 calibration_key: str = ""):
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).float().eval().to(self.device)
         self.input_size = input_size
         self.calibration = calibration
+        self.calibration_key = calibration_key
         self.cache = cache_folder() if cache is True else (Path(cache) if cache else None)
         self.threads = threads or torch.get_num_threads()
         allowed = {"cpu": CPU_MODES, "cuda": CUDA_MODES}.get(self.device.type, ("eager",))
@@ -279,7 +283,8 @@ class FastInference:
 
         if self._digest is None:
             self._digest = weights_digest(self.model)
-        extra = f"-cal{CALIBRATION_VERSION}-w{int8_weight_bits()}" if self.mode == "onnxruntime-int8" else ""
+        extra = (f"-cal{CALIBRATION_VERSION}{self.calibration_key}-w{int8_weight_bits()}"
+                 if self.mode == "onnxruntime-int8" else "")
         name = (f"{self._digest}-{size[0]}x{size[1]}-{self.mode}{extra}-x{EXPORT_VERSION}-ort{ort.__version__}"
                 f"-torch{torch.__version__.split('+')[0]}.onnx")
         return self.cache / "onnx" / name
@@ -437,5 +442,5 @@ def _input_channels(model: nn.Module) -> int:
 def fast_inference(model: nn.Module, device: str | torch.device = "cpu", mode: str = "auto",
                    input_size: int | None = None, **kwargs) -> FastInference:
     """The fastest way to run ``model`` on ``device`` that keeps its masks; see :class:`FastInference`
-    (``kwargs``: calibration, cache, threads)."""
+    (``kwargs``: calibration, calibration_key, cache, threads)."""
     return FastInference(model, input_size=input_size, device=device, mode=mode, **kwargs)

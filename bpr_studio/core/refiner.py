@@ -125,8 +125,9 @@ class Refiner:
         config = config or RefinerConfig()
         self.config = dataclasses.replace(config, model=info["arch"], input_size=config.input_size or info["input_size"])
         calibration = self._calibration_inputs if info["int8"] else None  # None: no int8 graph
+        calibrated_on = f"p{self.config.patch_size}+{self.config.padding}"  # what the calibration crops are
         self._forward = fast_inference(self.model, self.device, input_size=self.config.input_size,
-                                       calibration=calibration) if fast else self.model
+                                       calibration=calibration, calibration_key=calibrated_on) if fast else self.model
 
     def _calibration_inputs(self, input_size: int) -> torch.Tensor:
         """(64, 4, input_size, input_size) float32 network inputs for int8 calibration."""
