@@ -123,13 +123,14 @@ def test_damaged_state_dict(tmp_path, hr18s):
 
 
 def test_weights_carry_input_size_and_normalisation(tmp_path, hr18s):
-    plain = save_weights(tmp_path / "plain.pt", hr18s, "hr18s", meta={"train": {"input_size": 96}})
+    plain = save_weights(tmp_path / "plain.pt", hr18s, "hr18s", meta={"train": {"input_size": 96, "patch_size": 32}})
     _, info = load_weights(plain)
-    assert info["input_size"] == 96
+    assert info["input_size"] == 96 and info["patch_size"] == 32
     assert info["input_norm"] == {"mean": pytest.approx(IMAGENET_MEAN), "std": pytest.approx(IMAGENET_STD)}
     _, info = load_weights(save_weights(tmp_path / "own.pt", hr18s, "hr18s", input_norm={"mean": [0, 0, 0],
                                                                                          "std": [255, 255, 255]}))
     assert info["input_size"] == MODELS["hr18s"].input_size  # the metadata does not say: the family's
+    assert info["patch_size"] is None
     assert info["input_norm"] == {"mean": (0.0, 0.0, 0.0), "std": (255.0, 255.0, 255.0)}
 
 

@@ -1,5 +1,7 @@
 """The Refiner: device choice, batching, reassembly into full masks, callbacks and cancel."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -138,6 +140,18 @@ def test_bad_inputs_are_refused(weights, scene):
 def test_default_weights_path_is_in_the_package():
     path = refiner_module.default_weights_path()
     assert path.name.endswith(".pt") and path.parent.name == "weights"
+
+
+def test_a_patch_size_other_than_the_trained_one_is_warned_about_once(tmp_path, caplog):
+    path = tmp_path / "patch32.pt"
+    save_weights(path, build_model("hr18s"), "hr18s", meta={"train": {"input_size": 32, "patch_size": 32}})
+    with caplog.at_level(logging.WARNING, logger="bpr_studio.core.refiner"):
+        Refiner(RefinerConfig(patch_size=32), weights=path, device="cpu", fast=False)
+        assert not caplog.records
+        for _ in range(2):
+            Refiner(RefinerConfig(patch_size=64), weights=path, device="cpu", fast=False)
+    assert len(caplog.records) == 1
+    assert "patch32.pt was trained on 32-px patches; refining with 64-px ones" in caplog.text
 
 
 def test_input_size_comes_from_the_weights_unless_given(tmp_path):

@@ -72,6 +72,7 @@ def test_tiny_run_learns_and_writes_loadable_checkpoints(tmp_path):
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     model, info = load_weights(out)
     assert info["arch"] == "hr18s" and info["meta"]["iteration"] == 14
+    assert info["patch_size"] == 32  # tiny_patches' side: the Refiner warns when run at another
     with torch.no_grad():
         assert model(torch.zeros(1, 4, 32, 32)).shape == (1, 2, 32, 32)
     more = train(ps, out, TrainConfig(model="hr18s", input_size=32, iters=16, batch_size=8, val_patches=0),

@@ -286,8 +286,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     path: a file written by :func:`save_weights`. device: where the model goes. arch: if given, the
     architecture the caller expects; a file of another one raises.
     Returns (model in eval mode, float32, on ``device``; info ``{"arch": str, "meta": dict | None,
-    "path": str, "input_size": int, "input_norm": {"mean": tuple, "std": tuple}, "int8": bool}``;
-    input_size: the side it was trained at, ``meta["train"]["input_size"]``, else the family's; int8:
+    "path": str, "input_size": int, "patch_size": int | None, "input_norm": {"mean": tuple, "std": tuple},
+    "int8": bool}``; input_size: the side it was trained at, ``meta["train"]["input_size"]``, else the
+    family's; patch_size: the side in image pixels of the patches it was trained on,
+    ``meta["train"]["patch_size"]`` (None for files written before training recorded it); int8:
     whether the fast CPU path may quantise it, False where ``meta["int8"]`` says so because its int8
     graph lost quality). Raises :class:`WeightsError` naming the file and the reason when the file is
     missing, unreadable or corrupt, not a BPR Studio weights file, of another architecture than
@@ -324,7 +326,7 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     model.to(device).eval()
     meta = payload.get("meta")
     return model, {"arch": name, "meta": meta, "path": str(path), "input_size": _trained_input_size(meta, name),
-                   "input_norm": _input_norm(payload.get("input_norm"), path),
+                   "patch_size": _trained_patch_size(meta), "input_norm": _input_norm(payload.get("input_norm"), path),
                    "int8": not (isinstance(meta, dict) and meta.get("int8") is False)}
 
 
@@ -333,6 +335,13 @@ def _trained_input_size(meta: dict | None, arch: str) -> int:
     train = (meta or {}).get("train") if isinstance(meta, dict) else None
     size = train.get("input_size") if isinstance(train, dict) else None
     return int(size) if isinstance(size, int) and size >= 8 else MODELS[arch].input_size
+
+
+def _trained_patch_size(meta: dict | None) -> int | None:
+    """The patch side (image pixels) a weights file's metadata says it was trained on; None when it does not say."""
+    train = (meta or {}).get("train") if isinstance(meta, dict) else None
+    size = train.get("patch_size") if isinstance(train, dict) else None
+    return int(size) if isinstance(size, int) and size >= 2 else None
 
 
 def _input_norm(norm, path: Path) -> dict:

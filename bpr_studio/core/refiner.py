@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,9 @@ from .inference import calibration_crops, fast_inference
 from .model import load_weights
 from .patches import (boundary_patches, crop_boxes, foreground_probability, network_inputs, patch_probabilities,
                       reassemble)
+
+_log = logging.getLogger(__name__)
+_warned_sizes: set[tuple[Path, int]] = set()  # (weights file, patch size) pairs already warned about
 
 
 class RefineCancelled(Exception):
@@ -124,6 +128,12 @@ class Refiner:
         self._norm = info["input_norm"]
         config = config or RefinerConfig()
         self.config = dataclasses.replace(config, model=info["arch"], input_size=config.input_size or info["input_size"])
+        trained = info["patch_size"]
+        if trained not in (None, config.patch_size) and (self.weights_path, config.patch_size) not in _warned_sizes:
+            _warned_sizes.add((self.weights_path, config.patch_size))
+            _log.warning("%s was trained on %d-px patches; refining with %d-px ones (--patch-size %d, or Patch "
+                         "size in the window, matches its training)", self.weights_path, trained, config.patch_size,
+                         trained)
         calibration = self._calibration_inputs if info["int8"] else None  # None: no int8 graph
         calibrated_on = f"p{self.config.patch_size}+{self.config.padding}"  # what the calibration crops are
         self._forward = fast_inference(self.model, self.device, input_size=self.config.input_size,

@@ -497,7 +497,8 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         log(f"resumed from {resume} at iteration {iteration} ({elapsed_before:.0f} s)")
 
     def meta(extra: dict) -> dict:
-        return {"train": dataclasses.asdict(config), "patches": len(train_index), "iteration": iteration,
+        trained_on = {**dataclasses.asdict(config), "patch_size": int(patches.images.shape[1])}
+        return {"train": trained_on, "patches": len(train_index), "iteration": iteration,
                 "elapsed_s": round(elapsed_before + time.monotonic() - start, 1), **extra}
 
     def checkpoint(extra: dict) -> None:
