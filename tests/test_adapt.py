@@ -152,6 +152,28 @@ def test_session_remembers_weights_and_source(tiny_dataset, tmp_path, capsys):
         reopen_session(old)
 
 
+def test_choosing_weights_trained_on_other_patches_takes_their_patch_size(qtbot, tiny_dataset, tmp_path):
+    from bpr_studio.core.model import build_model, save_weights
+    from bpr_studio.gui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    assert window.open_dataset(tiny_dataset / "annotations.json", predictions=tiny_dataset / "predictions.json")
+    assert window.view_controls.patch_size.value() == 64
+    path = save_weights(tmp_path / "small.pt", build_model("hr18s"), "hr18s",
+                        meta={"train": {"input_size": 64, "patch_size": 32}})
+    assert window.adapt.choose_weights(path)
+    assert window.view_controls.patch_size.value() == 32 and window.config.patch_size == 32
+    assert window.adapt.last_message == "weights in use: small.pt; patch size 32 px, as they were trained"
+    window.close()
+    again = MainWindow()  # the session remembers the weights; their patch size comes with them
+    qtbot.addWidget(again)
+    assert again.open_dataset(tiny_dataset / "annotations.json", predictions=tiny_dataset / "predictions.json")
+    assert again.view_controls.patch_size.value() == 32
+    again.actions["default_weights"].trigger()  # the shipped weights were trained on 64-px patches
+    assert again.view_controls.patch_size.value() == 64 and again.config.patch_size == 64
+
+
 def test_window_adapts_switches_weights_and_rerefines_only_unreviewed(qtbot, tiny_dataset, monkeypatch, tmp_path):
     """End to end: review, adapt (tiny budget; the guard forced to keep), weights switch and are remembered,
     unreviewed instances re-refined on request, accepted and edited work unchanged, back to the default."""

@@ -17,7 +17,7 @@ import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
 from ..core.adapt import CorrectedImage
-from ..core.config import weights_name, weights_path
+from ..core.config import RefinerConfig, weights_name, weights_path
 from ..session.adapt import adapted_weights_path, corrected_images, unreviewed_instances
 from .worker import start_worker
 
@@ -136,6 +136,7 @@ class AdaptController(QtCore.QObject):
 
     def use_weights(self, path, announce: bool = True) -> None:
         """Refine with ``path`` from now on (None: the window's default weights); the session remembers it.
+        The View panel's patch size becomes the one the weights were trained on (:meth:`_patch_size_of`).
         Nothing is re-refined. announce: say it in the status bar (the weights label always shows it)."""
         window = self.window
         self.weights = None if path is None else Path(path)
@@ -145,8 +146,27 @@ class AdaptController(QtCore.QObject):
         if window.session is not None and window.session.weights != recorded:
             window.session.set_weights(recorded)
         self._show_weights()
-        if announce:
-            self._say("default weights in use" if path is None else f"weights in use: {self.weights.name}")
+        message = "default weights in use" if path is None else f"weights in use: {self.weights.name}"
+        trained, spin = self._patch_size_of(self.weights_in_use), window.view_controls.patch_size
+        if trained != spin.value():  # the preview and the next refinement follow the panel
+            spin.setValue(trained)
+            self._say(f"{message}; patch size {trained} px, as they were trained")
+        elif announce:
+            self._say(message)
+
+    @staticmethod
+    def _patch_size_of(path) -> int:
+        """The patch size (px) weights ``path`` (None: the shipped default) were trained on: what the file
+        records, else RefinerConfig's default (every file before it recorded one was trained at 64). A file
+        that does not load gives the default; the refiner says why when it loads it."""
+        from ..core.model import WeightsError, load_weights
+        from ..core.refiner import default_weights_path
+
+        try:
+            trained = load_weights(path if path is not None else default_weights_path())[1]["patch_size"]
+        except WeightsError:
+            trained = None
+        return trained or RefinerConfig.patch_size
 
     def choose_weights(self, path=None) -> bool:
         """Refine with a weights file the user picks (``path`` given: that one, no dialog), e.g. one
