@@ -157,8 +157,8 @@ class AdaptController(QtCore.QObject):
     @staticmethod
     def _patch_size_of(path) -> int:
         """The patch size (px) weights ``path`` (None: the shipped default) were trained on: what the file
-        records, else RefinerConfig's default (every file before it recorded one was trained at 64). A file
-        that does not load gives the default; the refiner says why when it loads it."""
+        records, else RefinerConfig's default (the shipped files, written before files recorded it, were
+        trained at 64). A file that does not load gives the default; the refiner says why when it loads it."""
         from ..core.model import WeightsError, load_weights
         from ..core.refiner import default_weights_path
 
