@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bpr_studio.core.config import MODELS, RefinerConfig
-from bpr_studio.core.model import ARCHS, WeightsError, build_model, load_weights, save_weights
+from bpr_studio.core.model import ARCHS, WeightsError, build_model, load_weights, save_weights, trained_patch_size
 from bpr_studio.core.patches import IMAGENET_MEAN, IMAGENET_STD
 from bpr_studio.core.refiner import Refiner
 
@@ -125,7 +125,7 @@ def test_damaged_state_dict(tmp_path, hr18s):
 def test_weights_carry_input_size_and_normalisation(tmp_path, hr18s):
     plain = save_weights(tmp_path / "plain.pt", hr18s, "hr18s", meta={"train": {"input_size": 96, "patch_size": 32}})
     _, info = load_weights(plain)
-    assert info["input_size"] == 96 and info["patch_size"] == 32
+    assert info["input_size"] == 96 and info["patch_size"] == 32 == trained_patch_size(plain)
     assert info["input_norm"] == {"mean": pytest.approx(IMAGENET_MEAN), "std": pytest.approx(IMAGENET_STD)}
     _, info = load_weights(save_weights(tmp_path / "own.pt", hr18s, "hr18s", input_norm={"mean": [0, 0, 0],
                                                                                          "std": [255, 255, 255]}))

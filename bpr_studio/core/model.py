@@ -296,17 +296,7 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     ``arch``, or when its tensors do not fit its architecture.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # pickle, zip and torch errors all mean an unreadable file; PyTorch's own
-        # message is not passed on: it advises weights_only=False, which would run code from the file
-        raise WeightsError(f"{path}: not a BPR Studio weights file (PyTorch cannot read it as plain tensors; "
-                           "is it truncated, or another kind of file?)") from None
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{path}: not a BPR Studio weights file (expected a dict with "
-                           f"format={WEIGHTS_FORMAT!r})")
+    payload = _read_payload(path)
     name = payload.get("arch")
     state = payload.get("state_dict")
     if name not in MODELS:
@@ -328,6 +318,30 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     return model, {"arch": name, "meta": meta, "path": str(path), "input_size": _trained_input_size(meta, name),
                    "patch_size": _trained_patch_size(meta), "input_norm": _input_norm(payload.get("input_norm"), path),
                    "int8": not (isinstance(meta, dict) and meta.get("int8") is False)}
+
+
+def trained_patch_size(path: str | os.PathLike) -> int | None:
+    """The patch side (image pixels) a weights file says it was trained on, None when it does not say;
+    read without building the network (a sixth of :func:`load_weights`' time). WeightsError as there
+    for a missing or unreadable file."""
+    return _trained_patch_size(_read_payload(Path(path)).get("meta"))
+
+
+def _read_payload(path: Path) -> dict:
+    """The dict a weights file holds (:func:`save_weights`), read as plain tensors. WeightsError naming
+    the file when it is missing, unreadable, or not a BPR Studio weights file."""
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # pickle, zip and torch errors all mean an unreadable file; PyTorch's own
+        # message is not passed on: it advises weights_only=False, which would run code from the file
+        raise WeightsError(f"{path}: not a BPR Studio weights file (PyTorch cannot read it as plain tensors; "
+                           "is it truncated, or another kind of file?)") from None
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path}: not a BPR Studio weights file (expected a dict with "
+                           f"format={WEIGHTS_FORMAT!r})")
+    return payload
 
 
 def _trained_input_size(meta: dict | None, arch: str) -> int:

@@ -159,11 +159,11 @@ class AdaptController(QtCore.QObject):
         """The patch size (px) weights ``path`` (None: the shipped default) were trained on: what the file
         records, else RefinerConfig's default (the shipped files, written before files recorded it, were
         trained at 64). A file that does not load gives the default; the refiner says why when it loads it."""
-        from ..core.model import WeightsError, load_weights
+        from ..core.model import WeightsError, trained_patch_size
         from ..core.refiner import default_weights_path
 
         try:
-            trained = load_weights(path if path is not None else default_weights_path())[1]["patch_size"]
+            trained = trained_patch_size(path if path is not None else default_weights_path())
         except WeightsError:
             trained = None
         return trained or RefinerConfig.patch_size

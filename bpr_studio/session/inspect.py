@@ -171,4 +171,3 @@ class InspectModel:
         if keep == "all":
             ranked += [j for j in range(n) if (image_index, j) not in self.records]
         return ranked
-
