@@ -79,6 +79,9 @@ def main() -> int:
     parser.add_argument("--max-shifts", type=int, nargs="+", default=None,
                         help="refine with each of these RefinerConfig.max_shift values in px (rows 'WEIGHTS max "
                              "shift N'; 0: no limit); default: the Refiner's default only")
+    parser.add_argument("--snaps", type=int, nargs="+", default=None,
+                        help="refine with each of these RefinerConfig.snap radii in px (rows 'WEIGHTS snap N'; 0: "
+                             "off); default: the Refiner's default only")
     parser.add_argument("--input-sizes", type=int, nargs="+", default=None,
                         help="refine with each of these RefinerConfig.input_size values in px (rows 'WEIGHTS input "
                              "N'); default: the size the weights were trained at")
@@ -132,20 +135,22 @@ def main() -> int:
 
 def refined_rows(args: argparse.Namespace) -> list[tuple[str, str, RefinerConfig, bool]]:
     """The refined rows asked for, one per combination of the weights, the listed margins, max shifts,
-    input sizes and patch sizes, the mirror and the path: (row name, weights file, RefinerConfig, fast path). A row
+    snap radii, input sizes and patch sizes, the mirror and the path: (row name, weights file, RefinerConfig, fast path). A row
     is named by its weights file, each setting given as a list ("margin 0.1", "max shift 3", "input
     80"), then "no mirror" (or "mirror", whichever is not the default) and "plain" where they apply."""
     listed = {"margin": ("margin", args.margins), "max_shift": ("max shift", args.max_shifts),
-              "input_size": ("input", args.input_sizes), "patch_size": ("patch", args.patch_sizes)}
+              "snap": ("snap", args.snaps), "input_size": ("input", args.input_sizes),
+              "patch_size": ("patch", args.patch_sizes)}
     mirrors = {None: [RefinerConfig.mirror], "no": [False], "yes": [True], "both": [True, False]}[args.mirror]
     paths = {"fast": [True], "plain": [False], "both": [True, False]}[args.path]
     rows = []
-    for weights, margin, max_shift, input_size, patch_size, mirror, fast in itertools.product(
+    for weights, margin, max_shift, snap, input_size, patch_size, mirror, fast in itertools.product(
             args.weights, args.margins or [RefinerConfig.margin], args.max_shifts or [RefinerConfig.max_shift],
+            args.snaps or [RefinerConfig.snap],
             args.input_sizes or [RefinerConfig.input_size], args.patch_sizes or [RefinerConfig.patch_size],
             mirrors, paths):
-        config = RefinerConfig(margin=margin, max_shift=max_shift, input_size=input_size, patch_size=patch_size,
-                               mirror=mirror)
+        config = RefinerConfig(margin=margin, max_shift=max_shift, snap=snap, input_size=input_size,
+                               patch_size=patch_size, mirror=mirror)
         name = Path(weights).name + "".join(f" {label} {getattr(config, field):g}"
                                             for field, (label, values) in listed.items() if values)
         if mirror != RefinerConfig.mirror:

@@ -179,7 +179,7 @@ def test_margin_option(capsys):
     assert "margin must be in [0, 0.5), got 0.7" in err and "Traceback" not in err
 
 
-def test_max_shift_option(capsys):
+def test_max_shift_and_snap_options(capsys):
     from bpr_studio.cli import build_parser, main, refiner_config
     from bpr_studio.core.config import RefinerConfig
 
@@ -189,6 +189,9 @@ def test_max_shift_option(capsys):
     assert main(base + ["--max-shift", "-2"]) != 0
     err = capsys.readouterr().err
     assert "max_shift must be >= 0 pixels (0: no limit), got -2" in err and "Traceback" not in err
+    assert refiner_config(build_parser().parse_args(base + ["--snap", "2"])) == RefinerConfig(snap=2)
+    assert main(base + ["--snap", "-1"]) != 0
+    assert "snap must be >= 0 pixels (0: off), got -1" in capsys.readouterr().err
 
 
 def test_a_bad_switch_value_is_refused(capsys):

@@ -8,6 +8,7 @@ import torch
 
 from bpr_studio.core import refiner as refiner_module
 from bpr_studio.core.config import RefinerConfig
+from bpr_studio.core.edges import snap_to_edges
 from bpr_studio.core.model import build_model, save_weights
 from bpr_studio.core.refiner import DeviceError, RefineCancelled, Refiner, pick_device
 
@@ -194,6 +195,8 @@ def test_instances_smaller_than_min_size_keep_their_coarse_mask(weights, scene):
             RefinerConfig(margin=margin)
     with pytest.raises(ValueError, match="max_shift"):
         RefinerConfig(max_shift=-1)
+    with pytest.raises(ValueError, match="snap must be >= 0"):
+        RefinerConfig(snap=-1)
     assert RefinerConfig().changed() == ""
     assert RefinerConfig(margin=0.1, max_shift=3).changed() == "margin 0.1, max_shift 3"
 
@@ -212,4 +215,24 @@ def test_mirror_averages_each_patch_with_its_mirror_image(weights, scene):
     np.testing.assert_allclose(mirrored._patch_probabilities(*crops), expected, atol=1e-5)
     assert not np.allclose(plain._patch_probabilities(*crops), expected, atol=1e-3)  # the network is not symmetric
     refined = mirrored.refine(image, masks)
+    assert [r.mask.shape for r in refined] == [m.shape for m in masks]
+
+
+def test_snap_filters_each_patch_with_its_image_crop(weights, scene):
+    """snap: the patch probabilities are the guided filter (core.edges) of the unsnapped ones, with
+    the image crops as guides, at crop resolution before the padding is cut away."""
+    image, masks = scene
+    plain, snapped = make_refiner(weights, padding=4), make_refiner(weights, padding=4, snap=2)
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 255, (3, 24, 24, 3), dtype=np.uint8), np.zeros((3, 24, 24), bool)
+    crops[1][:, :, :12] = True
+    x = refiner_module.network_inputs(*crops, 32, **plain._norm)
+    with torch.no_grad():
+        logits = (plain.model(x) + plain.model(x.flip(-1)).flip(-1)) / 2
+    whole = refiner_module.patch_probabilities(refiner_module.foreground_probability(logits), 24)
+    expected = snap_to_edges(crops[0], whole, 2)[:, 4:20, 4:20]
+    np.testing.assert_allclose(snapped._patch_probabilities(*crops), expected, atol=1e-6)
+    # the untrained network's probabilities are nearly flat, so the filter moves them only a little
+    assert np.abs(plain._patch_probabilities(*crops) - expected).max() > 1e-5
+    refined = snapped.refine(image, masks)
     assert [r.mask.shape for r in refined] == [m.shape for m in masks]

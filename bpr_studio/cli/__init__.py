@@ -58,6 +58,9 @@ REFINER_OPTIONS = {
     "max_shift": ("--max-shift", int, "move boundaries by at most this many pixels: pixels farther from the coarse "
                                       "boundary keep their coarse value, for coarse masks known to be close, such as "
                                       "old annotations (0: no limit)"),
+    "snap": ("--snap", int, "move refined boundaries onto the image's edges with a colour guided filter of this "
+                            "radius in pixels (0: off): for masks wanted right to the pixel rather than like a drawn "
+                            "polygon (README, Snapping to the image's edges)"),
 }
 
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_weights_argument(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     add_refiner_arguments(parser, ("patch_size", "nms_thr", "min_size", "attached_only", "margin", "mirror",
-                                   "max_shift"))
+                                   "max_shift", "snap"))
     parser.add_argument("--worst", type=int, default=10, help="galleries of this many worst instances (default: 10)")
     parser.add_argument("--max-patches", type=int, default=8,
                         help="rows per gallery, the worst patches first (default: 8)")

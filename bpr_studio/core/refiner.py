@@ -14,6 +14,7 @@ import torch
 from .. import RESOURCES
 from .boundary import mask_bbox
 from .config import DEFAULT_WEIGHTS, RefinerConfig
+from .edges import snap_to_edges
 from .inference import calibration_crops, fast_inference
 from .model import load_weights
 from .patches import (boundary_patches, crop_boxes, foreground_probability, network_inputs, patch_probabilities,
@@ -224,7 +225,10 @@ class Refiner:
             logits = self._forward(x.to(self.device))
         if cfg.mirror:
             logits = mean_of_mirrors(logits)
-        return patch_probabilities(foreground_probability(logits), cfg.patch_size, cfg.padding)
+        probs = foreground_probability(logits)
+        if cfg.snap:  # at crop resolution, padding included, then cut like the others
+            probs = snap_to_edges(image_crops, patch_probabilities(probs, image_crops.shape[1]), cfg.snap)
+        return patch_probabilities(probs, cfg.patch_size, cfg.padding)
 
 
 def with_mirrors(x: torch.Tensor) -> torch.Tensor:
