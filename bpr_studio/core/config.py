@@ -86,7 +86,7 @@ class RefinerConfig:
         of masks that are off by more (README "Refining within a few pixels").
     snap: radius in pixels of the colour guided filter that moves each patch's refined probability
         onto the edges of its image crop before reassembly (core.edges); 0 = off, the default. For
-        ground truth drawn to the pixel (grabcut50: boundary F up about 1 point with 2 px), at a cost
+        ground truth drawn to the pixel (grabcut50: boundary F up 0.3-1.0 points with 2 px), at a cost
         on polygon-annotated photographs (README "Snapping to the image's edges").
     """
 
