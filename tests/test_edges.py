@@ -48,5 +48,6 @@ def test_each_patch_is_filtered_alone(radius, count):
     probs = rng.random((count, 16, 16)).astype(np.float32)
     batch = snap_to_edges(image, probs, radius)
     assert batch.shape == probs.shape
+    assert snap_to_edges(image[:0], probs[:0], radius).shape == (0, 16, 16)
     for k in range(count):
         np.testing.assert_allclose(batch[k], snap_to_edges(image[k:k + 1], probs[k:k + 1], radius)[0], atol=1e-6)

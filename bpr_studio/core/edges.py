@@ -23,6 +23,8 @@ def snap_to_edges(image_crops: np.ndarray, probs: np.ndarray, radius: int, eps: 
     half-side in pixels (>= 1). Returns (K, S, S) float32 in [0, 1]. Windows reflect at the crop's
     border.
     """
+    if len(probs) == 0:
+        return np.zeros(probs.shape, np.float32)
     if len(probs) > _MAX_PATCHES:
         return np.concatenate([snap_to_edges(image_crops[i:i + _MAX_PATCHES], probs[i:i + _MAX_PATCHES], radius, eps)
                                for i in range(0, len(probs), _MAX_PATCHES)])
