@@ -222,17 +222,17 @@ def test_snap_filters_each_patch_with_its_image_crop(weights, scene):
     """snap: the patch probabilities are the guided filter (core.edges) of the unsnapped ones, with
     the image crops as guides, at crop resolution before the padding is cut away."""
     image, masks = scene
-    plain, snapped = make_refiner(weights, padding=4), make_refiner(weights, padding=4, snap=2)
+    unsnapped, snapped = make_refiner(weights, padding=4), make_refiner(weights, padding=4, snap=2)
     rng = np.random.default_rng(3)
     crops = rng.integers(0, 255, (3, 24, 24, 3), dtype=np.uint8), np.zeros((3, 24, 24), bool)
     crops[1][:, :, :12] = True
-    x = refiner_module.network_inputs(*crops, 32, **plain._norm)
+    x = refiner_module.network_inputs(*crops, 32, **unsnapped._norm)
     with torch.no_grad():
-        logits = (plain.model(x) + plain.model(x.flip(-1)).flip(-1)) / 2
+        logits = (unsnapped.model(x) + unsnapped.model(x.flip(-1)).flip(-1)) / 2
     whole = refiner_module.patch_probabilities(refiner_module.foreground_probability(logits), 24)
     expected = snap_to_edges(crops[0], whole, 2)[:, 4:20, 4:20]
     np.testing.assert_allclose(snapped._patch_probabilities(*crops), expected, atol=1e-6)
     # the untrained network's probabilities are nearly flat, so the filter moves them only a little
-    assert np.abs(plain._patch_probabilities(*crops) - expected).max() > 1e-5
+    assert np.abs(unsnapped._patch_probabilities(*crops) - expected).max() > 1e-5
     refined = snapped.refine(image, masks)
     assert [r.mask.shape for r in refined] == [m.shape for m in masks]
