@@ -135,9 +135,10 @@ def main() -> int:
 
 def refined_rows(args: argparse.Namespace) -> list[tuple[str, str, RefinerConfig, bool]]:
     """The refined rows asked for, one per combination of the weights, the listed margins, max shifts,
-    snap radii, input sizes and patch sizes, the mirror and the path: (row name, weights file, RefinerConfig, fast path). A row
-    is named by its weights file, each setting given as a list ("margin 0.1", "max shift 3", "input
-    80"), then "no mirror" (or "mirror", whichever is not the default) and "plain" where they apply."""
+    snap radii, input sizes and patch sizes, the mirror and the path: (row name, weights file,
+    RefinerConfig, fast path). A row is named by its weights file, each setting given as a list
+    ("margin 0.1", "max shift 3", "input 80"), then "no mirror" (or "mirror", whichever is not the
+    default) and "plain" where they apply."""
     listed = {"margin": ("margin", args.margins), "max_shift": ("max shift", args.max_shifts),
               "snap": ("snap", args.snaps), "input_size": ("input", args.input_sizes),
               "patch_size": ("patch", args.patch_sizes)}

@@ -315,8 +315,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
     model.to(device).eval()
     meta = payload.get("meta")
-    return model, {"arch": name, "meta": meta, "path": str(path), "input_size": _trained_input_size(meta, name),
-                   "patch_size": _trained_patch_size(meta), "input_norm": _input_norm(payload.get("input_norm"), path),
+    return model, {"arch": name, "meta": meta, "path": str(path),
+                   "input_size": _trained_side(meta, "input_size", 8) or MODELS[name].input_size,
+                   "patch_size": _trained_side(meta, "patch_size", 2),
+                   "input_norm": _input_norm(payload.get("input_norm"), path),
                    "int8": not (isinstance(meta, dict) and meta.get("int8") is False)}
 
 
@@ -324,7 +326,7 @@ def trained_patch_size(path: str | os.PathLike) -> int | None:
     """The patch side (image pixels) a weights file says it was trained on, None when it does not say;
     read without building the network (a sixth of :func:`load_weights`' time). WeightsError as there
     for a missing or unreadable file."""
-    return _trained_patch_size(_read_payload(Path(path)).get("meta"))
+    return _trained_side(_read_payload(Path(path)).get("meta"), "patch_size", 2)
 
 
 def _read_payload(path: Path) -> dict:
@@ -344,18 +346,13 @@ def _read_payload(path: Path) -> dict:
     return payload
 
 
-def _trained_input_size(meta: dict | None, arch: str) -> int:
-    """The input side a weights file's metadata says it was trained at, else the family's default."""
+def _trained_side(meta: dict | None, key: str, minimum: int) -> int | None:
+    """A side in pixels a weights file's metadata records for its training, ``meta["train"][key]``
+    ("input_size": the network input, "patch_size": the patches in image pixels); None when it does
+    not say, or says something below ``minimum``."""
     train = (meta or {}).get("train") if isinstance(meta, dict) else None
-    size = train.get("input_size") if isinstance(train, dict) else None
-    return int(size) if isinstance(size, int) and size >= 8 else MODELS[arch].input_size
-
-
-def _trained_patch_size(meta: dict | None) -> int | None:
-    """The patch side (image pixels) a weights file's metadata says it was trained on; None when it does not say."""
-    train = (meta or {}).get("train") if isinstance(meta, dict) else None
-    size = train.get("patch_size") if isinstance(train, dict) else None
-    return int(size) if isinstance(size, int) and size >= 2 else None
+    size = train.get(key) if isinstance(train, dict) else None
+    return int(size) if isinstance(size, int) and size >= minimum else None
 
 
 def _input_norm(norm, path: Path) -> dict:
