@@ -9,12 +9,13 @@ Run from the repository root (Ray from the ``ray`` extra; without it the Ray row
 Data: the first ``--images`` photographs of shared/data/coco_mval (about 640 px on the long side;
 past its 722 they repeat, as new images of the same files) with simulated Mask R-CNN coarse masks
 (``bpr-studio simulate``), the default weights and the default RefinerConfig (the weights' input
-size, NMS 0.25, min size 96, mirror on unless ``--mirror no``). Each engine refines the whole set in
-this process (model loading and ONNX export included, as a user's run has them; for Ray the actors'
-start, not ``ray.init``); the table gives images/s, patches/s, the ratio to serial, the time to the
-first finished image, images/s after it (the rate once an engine is up), the CPU cores this process
-kept busy (its CPU time over the wall time; Ray's actors are other processes, not counted), and
-whether the output file is byte-identical to the serial run's. Peak RSS: ``bpr-studio refine``
+size, NMS 0.25, min size 96, mirror on unless ``--mirror no``, edge snap 2 px unless ``--snap``).
+Each engine refines the whole set in this process (model loading and ONNX export included, as a
+user's run has them; for Ray the actors' start, not ``ray.init``); the table gives images/s,
+patches/s, the ratio to serial, the time to the first finished image, images/s after it (the rate
+once an engine is up), the CPU cores this process kept busy (its CPU time over the wall time; Ray's
+actors are other processes, not counted), and whether the output file is byte-identical to the
+serial run's. Peak RSS: ``bpr-studio refine``
 (pipelined) on 50 and on 200 images, each in its own process.
 """
 
@@ -89,7 +90,7 @@ def speed_table(tmp: Path, args: argparse.Namespace) -> None:
     """Every engine on the first ``args.images`` photographs, one after another; prints the table."""
     images, annotations, predictions = make_dataset(tmp, args.images)
     job = read_job(images, predictions, annotations)
-    settings = RefinerSettings(device="cpu", config=RefinerConfig(mirror=args.mirror))
+    settings = RefinerSettings(device="cpu", config=RefinerConfig(mirror=args.mirror, snap=args.snap))
     instances = sum(len(t.rles) for t in job.tasks)
     print(f"{len(job.tasks)} images, {instances} instances; torch threads {__import__('torch').get_num_threads()}, "
           f"{os.cpu_count()} CPUs; settings: {settings.config.changed() or 'the defaults'}")
@@ -144,6 +145,8 @@ def main() -> int:
                         help="network input side of the RSS runs (default: the weights'; 32 makes them quick)")
     parser.add_argument("--mirror", type=switch, default=RefinerConfig.mirror, metavar="yes|no",
                         help="RefinerConfig.mirror of every run (default: the Refiner's, yes)")
+    parser.add_argument("--snap", type=int, default=RefinerConfig.snap,
+                        help=f"RefinerConfig.snap of every run in px, 0 off (default: the Refiner's, {RefinerConfig.snap})")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +161,7 @@ def main() -> int:
                                    "--predictions", str(pred), "--out", str(tmp / f"rss{n}.json"),
                                    "--device", "cpu"]
                                   + (["--input-size", str(args.rss_input_size)] if args.rss_input_size else [])
-                                  + ["--mirror", "yes" if args.mirror else "no"])
+                                  + ["--mirror", "yes" if args.mirror else "no", "--snap", str(args.snap)])
                 print(f"peak RSS, pipelined refine of {n} images"
                       f"{f' at input {args.rss_input_size}' if args.rss_input_size else ''}: {rss:.0f} MB", flush=True)
     return 0

@@ -246,6 +246,7 @@ def print_network(rows: list[dict], n_patches: int, batch: int) -> None:
 
 def stage_times(refiner, image, masks) -> dict:
     """Seconds per stage of one ``refiner.refine`` done step by step (same calls, same order)."""
+    from bpr_studio.core.edges import snap_to_edges
     from bpr_studio.core.refiner import mean_of_mirrors, with_mirrors
 
     cfg, spent = refiner.config, {}
@@ -269,6 +270,13 @@ def stage_times(refiner, image, masks) -> dict:
             image_crops[start:stop], mask_crops[start:stop], cfg.input_size, **refiner._norm)))
         with torch.inference_mode():
             logits = timed("network", lambda: refiner._forward(x))
+        if cfg.snap:
+            crop_probs = timed("softmax, resize back", lambda: ours.patch_probabilities(
+                ours.foreground_probability(average_mirrors(logits)), image_crops.shape[1]))
+            crop_probs = timed("edge snap", lambda: snap_to_edges(image_crops[start:stop], crop_probs, cfg.snap))
+            probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(
+                crop_probs, cfg.patch_size, cfg.padding)))
+        else:
             probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(
                 ours.foreground_probability(average_mirrors(logits)), cfg.patch_size, cfg.padding)))
     probs = np.concatenate(probs)

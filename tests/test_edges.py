@@ -39,15 +39,15 @@ def test_on_a_flat_crop_it_is_a_window_mean():
     np.testing.assert_allclose(snap_to_edges(image, np.full((2, 16, 16), 0.7, np.float32), 2), 0.7, atol=1e-5)
 
 
-@pytest.mark.parametrize("radius, count", [(1, 3), (4, 3), (2, 130)])
-def test_each_patch_is_filtered_alone(radius, count):
+@pytest.mark.parametrize("radius, count, side", [(1, 3, 16), (4, 3, 16), (2, 130, 16), (2, 20, 64)])
+def test_each_patch_is_filtered_alone(radius, count, side):
     """Patches of a batch do not bleed into each other: the batch gives what each patch gives alone
-    (130: more patches than OpenCV filters in one call)."""
+    (130 of 16 px: more patches than OpenCV filters in one call; 20 of 64 px: filtered 8 at a time)."""
     rng = np.random.default_rng(2)
-    image = rng.integers(0, 255, (count, 16, 16, 3), dtype=np.uint8)
-    probs = rng.random((count, 16, 16)).astype(np.float32)
+    image = rng.integers(0, 255, (count, side, side, 3), dtype=np.uint8)
+    probs = rng.random((count, side, side)).astype(np.float32)
     batch = snap_to_edges(image, probs, radius)
     assert batch.shape == probs.shape
-    assert snap_to_edges(image[:0], probs[:0], radius).shape == (0, 16, 16)
+    assert snap_to_edges(image[:0], probs[:0], radius).shape == (0, side, side)
     for k in range(count):
         np.testing.assert_allclose(batch[k], snap_to_edges(image[k:k + 1], probs[k:k + 1], radius)[0], atol=1e-6)

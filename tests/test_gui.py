@@ -304,13 +304,13 @@ def test_patch_preview_follows_the_controls(qtbot, labelme_copy):
     assert window.view_controls.max_shift.text() == "no limit" and window.config.max_shift == 0
     window.view_controls.max_shift.setValue(3)
     assert window.config.max_shift == 3
+    assert window.view_controls.snap.value() == 2 and window.config.snap == 2  # the default
+    window.view_controls.snap.setValue(0)
     assert window.view_controls.snap.text() == "off" and window.config.snap == 0
-    window.view_controls.snap.setValue(2)
-    assert window.config.snap == 2
     window.refine_current_image()  # the refinement gets the window's settings
     qtbot.waitUntil(lambda: not window.refining, timeout=20000)
     assert configs[-1].margin == 0.15 and not configs[-1].attached_only and configs[-1].min_size == 4096
-    assert not configs[-1].mirror and configs[-1].max_shift == 3 and configs[-1].snap == 2
+    assert not configs[-1].mirror and configs[-1].max_shift == 3 and configs[-1].snap == 0
 
 
 def test_review_keys_walk_through_instances_and_images(qtbot, labelme_copy):

@@ -205,7 +205,8 @@ def test_mirror_averages_each_patch_with_its_mirror_image(weights, scene):
     """mirror: each patch's logits are the mean of the network's on the patch and, mirrored back, on
     the patch mirrored left-right (the test network is not symmetric, so this differs from one pass)."""
     image, masks = scene
-    plain, mirrored = make_refiner(weights, mirror=False), make_refiner(weights)  # mirror: on by default
+    # mirror: on by default; snap off here, so the network's own probabilities are compared
+    plain, mirrored = make_refiner(weights, mirror=False, snap=0), make_refiner(weights, snap=0)
     crops = np.ascontiguousarray(image[:32, :32][None].repeat(3, 0)), np.zeros((3, 32, 32), bool)
     crops[1][:, :, :12] = True  # a left-right asymmetric mask
     x = refiner_module.network_inputs(*crops, 32, **plain._norm)
@@ -222,7 +223,7 @@ def test_snap_filters_each_patch_with_its_image_crop(weights, scene):
     """snap: the patch probabilities are the guided filter (core.edges) of the unsnapped ones, with
     the image crops as guides, at crop resolution before the padding is cut away."""
     image, masks = scene
-    unsnapped, snapped = make_refiner(weights, padding=4), make_refiner(weights, padding=4, snap=2)
+    unsnapped, snapped = make_refiner(weights, padding=4, snap=0), make_refiner(weights, padding=4)  # default: 2
     rng = np.random.default_rng(3)
     crops = rng.integers(0, 255, (3, 24, 24, 3), dtype=np.uint8), np.zeros((3, 24, 24), bool)
     crops[1][:, :, :12] = True

@@ -59,8 +59,8 @@ REFINER_OPTIONS = {
                                       "boundary keep their coarse value, for coarse masks known to be close, such as "
                                       "old annotations (0: no limit)"),
     "snap": ("--snap", int, "move refined boundaries onto the image's edges with a colour guided filter of this "
-                            "radius in pixels (0: off): for masks wanted right to the pixel rather than like a drawn "
-                            "polygon (README, Snapping to the image's edges)"),
+                            "radius in pixels (0: off, for masks wanted like a drawn polygon rather than right to the "
+                            "pixel; README, Snapping to the image's edges)"),
 }
 
 

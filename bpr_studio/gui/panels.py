@@ -265,8 +265,9 @@ class ViewControls(QtWidgets.QWidget):
         self.snap.setSpecialValueText("off")
         self.snap.setValue(config.snap)
         self.snap.setToolTip("moves refined boundaries onto the photograph's edges (a guided filter of this radius "
-                             "in pixels): tighter masks where the object's edge is sharp, for annotations wanted "
-                             "right to the pixel; 2 is a good start. Applies to the next refinement")
+                             "in pixels; 2 by default): masks right to the pixel where the object's edge is sharp. "
+                             "Off keeps the network's own boundary, closer to how polygons are drawn. Applies to "
+                             "the next refinement")
         # the spin boxes among the SETTINGS controls
         self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin, self.max_shift, self.snap)
         self.patch_count = QtWidgets.QLabel("")
