@@ -15,8 +15,8 @@ user's run has them; for Ray the actors' start, not ``ray.init``); the table giv
 patches/s, the ratio to serial, the time to the first finished image, images/s after it (the rate
 once an engine is up), the CPU cores this process kept busy (its CPU time over the wall time; Ray's
 actors are other processes, not counted), and whether the output file is byte-identical to the
-serial run's. Peak RSS: ``bpr-studio refine``
-(pipelined) on 50 and on 200 images, each in its own process.
+serial run's. Peak RSS: ``bpr-studio refine`` (pipelined) on 50 and on 200 images, each in its own
+process.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def main() -> int:
     parser.add_argument("--mirror", type=switch, default=RefinerConfig.mirror, metavar="yes|no",
                         help="RefinerConfig.mirror of every run (default: the Refiner's, yes)")
     parser.add_argument("--snap", type=int, default=RefinerConfig.snap,
-                        help=f"RefinerConfig.snap of every run in px, 0 off (default: the Refiner's, {RefinerConfig.snap})")
+                        help=f"RefinerConfig.snap of every run in px, 0: off (default: the Refiner's, "
+                             f"{RefinerConfig.snap})")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
