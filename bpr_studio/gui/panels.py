@@ -192,6 +192,16 @@ class InstanceTable(QtWidgets.QWidget):
             self.visibilityChanged.emit(item.data(Qt.UserRole), item.checkState() == Qt.Checked)
 
 
+def _pixel_spin(maximum: int, value: int, zero_text: str, tip: str) -> QtWidgets.QSpinBox:
+    """A spin box of 0 to ``maximum`` pixels at ``value``, showing ``zero_text`` at 0 (the setting's off)."""
+    spin = QtWidgets.QSpinBox()
+    spin.setRange(0, maximum)
+    spin.setSpecialValueText(zero_text)
+    spin.setValue(value)
+    spin.setToolTip(tip)
+    return spin
+
+
 class ViewControls(QtWidgets.QWidget):
     """Mask shown, diff view, overlay opacity, colouring, and the patch preview settings."""
 
@@ -251,23 +261,17 @@ class ViewControls(QtWidgets.QWidget):
         self.mirror.setToolTip("on (the default): the network also sees every patch mirrored left-right and the two "
                                "are averaged: slightly better boundaries for twice the network's work; off: about "
                                "two thirds of the refinement's time. Applies to the next refinement")
-        self.max_shift = QtWidgets.QSpinBox()
-        self.max_shift.setRange(0, 64)
-        self.max_shift.setSpecialValueText("no limit")
-        self.max_shift.setValue(config.max_shift)
-        self.max_shift.setToolTip("boundaries move by at most this many pixels; pixels farther from the coarse "
-                                  "boundary keep their coarse value. For masks you know are close (old "
-                                  "annotations): 3 stops the network from jumping to a stronger edge nearby, but "
-                                  "also keeps it from fixing masks that are off by more. Applies to the next "
-                                  "refinement")
-        self.snap = QtWidgets.QSpinBox()
-        self.snap.setRange(0, 8)
-        self.snap.setSpecialValueText("off")
-        self.snap.setValue(config.snap)
-        self.snap.setToolTip("moves refined boundaries onto the photograph's edges (a guided filter of this radius "
-                             "in pixels; 2 by default): masks right to the pixel where the object's edge is sharp. "
-                             "Off keeps the network's own boundary, closer to how polygons are drawn. Applies to "
-                             "the next refinement")
+        self.max_shift = _pixel_spin(64, config.max_shift, "no limit",
+                                     "boundaries move by at most this many pixels; pixels farther from the coarse "
+                                     "boundary keep their coarse value. For masks you know are close (old "
+                                     "annotations): 3 stops the network from jumping to a stronger edge nearby, "
+                                     "but also keeps it from fixing masks that are off by more. Applies to the next "
+                                     "refinement")
+        self.snap = _pixel_spin(8, config.snap, "off",
+                                "moves refined boundaries onto the photograph's edges (a guided filter of this "
+                                "radius in pixels; 2 by default): masks right to the pixel where the object's edge "
+                                "is sharp. Off keeps the network's own boundary, closer to how polygons are drawn. "
+                                "Applies to the next refinement")
         # the spin boxes among the SETTINGS controls
         self.setting_spins = (self.patch_size, self.nms_thr, self.min_size, self.margin, self.max_shift, self.snap)
         self.patch_count = QtWidgets.QLabel("")
