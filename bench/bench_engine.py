@@ -270,15 +270,11 @@ def stage_times(refiner, image, masks) -> dict:
             image_crops[start:stop], mask_crops[start:stop], cfg.input_size, **refiner._norm)))
         with torch.inference_mode():
             logits = timed("network", lambda: refiner._forward(x))
-        if cfg.snap:
-            crop_probs = timed("softmax, resize back", lambda: ours.patch_probabilities(
-                ours.foreground_probability(average_mirrors(logits)), image_crops.shape[1]))
-            crop_probs = timed("edge snap", lambda: snap_to_edges(image_crops[start:stop], crop_probs, cfg.snap))
-            probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(
-                crop_probs, cfg.patch_size, cfg.padding)))
-        else:
-            probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(
-                ours.foreground_probability(average_mirrors(logits)), cfg.patch_size, cfg.padding)))
+        fg = timed("softmax, resize back", lambda: ours.foreground_probability(average_mirrors(logits)))
+        if cfg.snap:  # as Refiner._patch_probabilities: at crop resolution, before the padding is cut
+            fg = timed("edge snap", lambda: snap_to_edges(
+                image_crops[start:stop], ours.patch_probabilities(fg, image_crops.shape[1]), cfg.snap))
+        probs.append(timed("softmax, resize back", lambda: ours.patch_probabilities(fg, cfg.patch_size, cfg.padding)))
     probs = np.concatenate(probs)
     ends = np.cumsum([len(b) for b in boxes])
     timed("reassembly", lambda: [ours.reassemble(m, b, probs[e - len(b):e], attached_only=cfg.attached_only,
