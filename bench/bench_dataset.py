@@ -5,10 +5,12 @@ Run from the repository root (Ray from the ``ray`` extra; without it the Ray row
     python bench/bench_dataset.py                 # 50 coco_mval photographs, then peak RSS 50 vs 200
     python bench/bench_dataset.py --images 20 --no-rss
     python bench/bench_dataset.py --images 5000 --no-rss     # as many images as COCO val
+    python bench/bench_dataset.py --data street --no-rss     # 50 Cityscapes-sized scenes
 
 Data: the first ``--images`` photographs of shared/data/coco_mval (about 640 px on the long side;
-past its 722 they repeat, as new images of the same files) with simulated Mask R-CNN coarse masks
-(``bpr-studio simulate``), the default weights and the default RefinerConfig (the weights' input
+past its 722 they repeat, as new images of the same files), or with ``--data street`` as many
+synthetic 2048x1024 scenes (bench_engine's, about 140 patches each, written as PNG), with simulated
+Mask R-CNN coarse masks (``bpr-studio simulate``), the default weights and the default RefinerConfig (the weights' input
 size, NMS 0.25, min size 96, mirror on unless ``--mirror no``, edge snap 2 px unless ``--snap``).
 Each engine refines the whole set in this process (model loading and ONNX export included, as a
 user's run has them; for Ray the actors' start, not ``ray.init``); the table gives images/s,
@@ -30,10 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bpr_studio.cli import switch  # noqa: E402
+from bpr_studio.core import rle as rle_mask  # noqa: E402
 from bpr_studio.core.config import RefinerConfig  # noqa: E402
 from bpr_studio.pipeline.job import read_job  # noqa: E402
 from bpr_studio.pipeline.refine import refine_dataset  # noqa: E402
@@ -66,14 +71,46 @@ def make_dataset(folder: Path, n: int) -> tuple[Path, Path, Path]:
         images.append(image)
         annotations += [dict(a, id=a["id"] + round_ * top_annotation, image_id=image["id"])
                         for a in by_image.get(photos[photo]["id"], [])]
-    subset = dict(data, images=images, annotations=annotations)
+    return links, *write_ground_truth_and_predictions(folder, n, dict(data, images=images, annotations=annotations),
+                                                      links)
+
+
+def make_street_dataset(folder: Path, n: int) -> tuple[Path, Path, Path]:
+    """n street-sized scenes (2048x1024 PNG, Cityscapes' size): scene i is bench_engine's
+    ``synthetic_scene(seed=i)``, 20 smooth blobs, about 140 boundary patches; its masks are the
+    ground truth (COCO RLE), and predictions are simulated from them. Scenes already written in
+    ``folder/street`` are kept. Returns (images folder, annotations, predictions)."""
+    from bench_engine import HEIGHT, WIDTH, synthetic_scene
+
+    scenes = folder / "street"
+    scenes.mkdir(exist_ok=True)
+    images, annotations = [], []
+    for i in range(n):
+        name = f"scene_{i:05d}.png"
+        image, masks = synthetic_scene(seed=i)
+        if not (scenes / name).exists():
+            cv2.imwrite(str(scenes / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        images.append({"id": i + 1, "file_name": name, "width": WIDTH, "height": HEIGHT})
+        for rle in (rle_mask.encode_rle(m) for m in masks if m.any()):
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                                "segmentation": rle, "area": rle_mask.area(rle), "bbox": rle_mask.bbox(rle)})
+    data = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "blob"}]}
+    return scenes, *write_ground_truth_and_predictions(folder, n, data, scenes)
+
+
+def write_ground_truth_and_predictions(folder: Path, n: int, data: dict, images: Path) -> tuple[Path, Path]:
+    """Write ``data`` (COCO ground truth) as ``folder/gtN.json`` and Mask R-CNN-like predictions
+    simulated from it (``bpr-studio simulate``) as ``folder/predN.json``; returns the two paths."""
     annotations = folder / f"gt{n}.json"
-    annotations.write_text(json.dumps(subset))
+    annotations.write_text(json.dumps(data))
     predictions = folder / f"pred{n}.json"
     subprocess.run([sys.executable, "-m", "bpr_studio", "simulate", "--annotations", str(annotations),
-                    "--images", str(links), "--out", str(predictions)],
+                    "--images", str(images), "--out", str(predictions)],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return links, annotations, predictions
+    return annotations, predictions
+
+
+DATASETS = {"coco": make_dataset, "street": make_street_dataset}
 
 
 def peak_rss_mb(args: list[str]) -> float:
@@ -88,7 +125,7 @@ def peak_rss_mb(args: list[str]) -> float:
 
 def speed_table(tmp: Path, args: argparse.Namespace) -> None:
     """Every engine on the first ``args.images`` photographs, one after another; prints the table."""
-    images, annotations, predictions = make_dataset(tmp, args.images)
+    images, annotations, predictions = DATASETS[args.data](tmp, args.images)
     job = read_job(images, predictions, annotations)
     settings = RefinerSettings(device="cpu", config=RefinerConfig(mirror=args.mirror, snap=args.snap))
     instances = sum(len(t.rles) for t in job.tasks)
@@ -136,6 +173,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50,
                         help="images for the speed table (default 50; past coco_mval's 722 its photographs repeat)")
+    parser.add_argument("--data", choices=sorted(DATASETS), default="coco",
+                        help="coco: coco_mval photographs (default); street: synthetic 2048x1024 scenes, "
+                             "Cityscapes' size, about 140 patches each")
     parser.add_argument("--workers", type=int, default=2, help="pipelined refiners and Ray actors (default 2)")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (50 and 200 images)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed table")
@@ -157,7 +197,7 @@ def main() -> int:
         if not args.no_rss:
             print()
             for n in (50, 200):
-                images, gt, pred = make_dataset(tmp, n)
+                images, gt, pred = DATASETS[args.data](tmp, n)
                 rss = peak_rss_mb(["refine", "--images", str(images), "--annotations", str(gt),
                                    "--predictions", str(pred), "--out", str(tmp / f"rss{n}.json"),
                                    "--device", "cpu"]
