@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bpr_studio.cli import main
-from bpr_studio.core.synth import CATEGORIES, make_scene
+from bpr_studio.core.synth import CATEGORIES, _cast_shadow, make_scene
 from bpr_studio.io.coco import read_coco, read_coco_results
 from bpr_studio.io.images import read_image
 
@@ -92,3 +92,27 @@ def test_cli_refuses_an_edge_coverage_below_one_half(tmp_path, capsys):
     with pytest.raises(ValueError, match="parts must be a probability"):
         make_scene(np.random.default_rng(0), parts=1.5)
     assert not (tmp_path / "s").exists()
+
+
+def test_shadows_darken_only_what_the_object_leaves_uncovered():
+    canvas = np.full((120, 120, 3), 200, np.float32)
+    coverage = np.zeros((120, 120), np.float32)
+    coverage[30:70, 40:80] = 1.0
+    coverage[30:70, 39] = 0.5  # an anti-aliased edge column
+    before = canvas.copy()
+    _cast_shadow(canvas, coverage, np.random.default_rng(3))
+    assert np.array_equal(canvas[coverage == 1], before[coverage == 1])  # the object keeps its pixels
+    assert (canvas <= before).all() and (canvas < before - 20).any()  # darker only, somewhere clearly
+    # beside the object's bottom, where a cast shadow starts
+    assert (canvas[60:75, 30:90] < before[60:75, 30:90] - 1).any()
+
+
+def test_shadows_belong_to_no_mask_and_zero_reproduces_earlier_scenes():
+    for i in range(3):
+        plain = make_scene(np.random.default_rng([10, i]), 200, 240)
+        none = make_scene(np.random.default_rng([10, i]), 200, 240, shadows=0.0)
+        assert np.array_equal(plain[0], none[0]) and plain[2] == none[2]
+        image, masks, _ = make_scene(np.random.default_rng([10, i]), 200, 240, shadows=1.0)
+        assert masks and np.stack(masks).sum(axis=0).max() == 1
+    with pytest.raises(ValueError, match="shadows must be a probability"):
+        make_scene(np.random.default_rng(0), shadows=-0.1)

@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-coverage", type=float, default=0.5,
                         help="share of an anti-aliased edge pixel an object must cover to own it in the ground "
                              "truth, in [0.5, 1) (default 0.5; higher leaves mixed edge pixels out of every mask)")
+    parser.add_argument("--shadows", type=float, default=0.0,
+                        help="probability that an object casts a soft shadow onto what lies behind it, which "
+                             "belongs to no mask (default 0: sets made before this option)")
     parser.add_argument("--prediction-seed", type=int, default=0,
                         help="seed of the simulated predictions (default 0; see bpr-studio simulate)")
 
@@ -27,12 +30,13 @@ def run(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise ValueError(f"--images must be at least 1, got {args.images}")
     out = Path(args.out)
-    if not 0.0 <= args.parts <= 1.0:
-        raise ValueError(f"--parts must be a probability in [0, 1], got {args.parts}")
+    for name, value in (("--parts", args.parts), ("--shadows", args.shadows)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
     if not 0.5 <= args.edge_coverage < 1.0:
         raise ValueError(f"--edge-coverage must be in [0.5, 1), got {args.edge_coverage}")
     ground_truth = write_scenes(out, args.images, args.seed, progress=True, parts=args.parts,
-                                edge_coverage=args.edge_coverage)
+                                edge_coverage=args.edge_coverage, shadows=args.shadows)
     write_coco(ground_truth, out / "annotations.json")
     write_coco_results(simulate_predictions(ground_truth, args.prediction_seed), out / "predictions.json")
     count = sum(len(r.instances) for r in ground_truth.images)

@@ -170,7 +170,7 @@ def _shape(rng: np.random.Generator, kind: int, size: int) -> np.ndarray:
 
 def make_scene(rng: np.random.Generator, height: int | None = None, width: int | None = None,
                max_objects: int = 6, min_area: int = 64, parts: float = 0.0,
-               edge_coverage: float = 0.5) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+               edge_coverage: float = 0.5, shadows: float = 0.0) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
     """One synthetic scene.
 
     rng: the random source. height, width: image size in pixels (random in 240-420 when None).
@@ -178,12 +178,15 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     uses 0.5; 0 draws no random numbers for them, so scenes of earlier sets are reproduced exactly).
     edge_coverage: in [0.5, 1): the share of an edge pixel an object must cover to own it; above 0.5,
     mixed edge pixels of an object against what lies behind it belong to neither (the image is the same).
+    shadows: probability that an object casts a shadow (:func:`_cast_shadow`) onto what lies behind it;
+    the shadow belongs to no mask (0 draws no random numbers for it, as ``parts``).
     Returns (image (H, W, 3) uint8 RGB, masks: list of (H, W) bool, category ids: list of int from
     :data:`CATEGORIES`); masks are exact (the visible part of each object after occlusion) and
     each has at least ``min_area`` pixels.
     """
-    if not 0.0 <= parts <= 1.0:
-        raise ValueError(f"parts must be a probability in [0, 1], got {parts}")
+    for name, value in (("parts", parts), ("shadows", shadows)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
     if not 0.5 <= edge_coverage < 1.0:  # below one half, an edge pixel could belong to two masks
         raise ValueError(f"edge_coverage must be in [0.5, 1), got {edge_coverage}")
     height = height or int(rng.integers(240, 421))
@@ -195,6 +198,8 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     for _ in range(int(rng.integers(1, max_objects + 1))):
         kind = int(rng.integers(1, 6))
         coverage = _paint(canvas, rng, kind, canvas if rng.random() < 0.15 else None, parts)
+        if shadows > 0 and rng.random() < shadows:
+            _cast_shadow(canvas, coverage, rng)
         visible = coverage >= edge_coverage
         masks = [m & (coverage < 1.0 - edge_coverage) for m in masks]  # what it leaves of those behind
         masks.append(visible)
@@ -209,6 +214,28 @@ def make_scene(rng: np.random.Generator, height: int | None = None, width: int |
     image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1].copy()
     keep = [i for i, m in enumerate(masks) if np.count_nonzero(m) >= min_area]
     return image, [masks[i] for i in keep], [kinds[i] for i in keep]
+
+
+def _cast_shadow(canvas: np.ndarray, coverage: np.ndarray, rng: np.random.Generator) -> None:
+    """Darken ``canvas`` (H, W, 3) float32, in place, with the shadow of the object whose (H, W)
+    coverage is given, where the object does not cover it: its silhouette squashed towards its
+    bottom (0.15-1x), sheared (up to 1 px per px), moved by up to a fifth of its size, softened
+    (blur of 0.5 px to a tenth of its size) and 25-75% dark. What the shadow falls on keeps its
+    mask; the dark region touching the object is what a refiner must not take for it (a car's
+    shadow on the road)."""
+    rows = np.flatnonzero(coverage.max(axis=1) > 0)
+    if rows.size == 0:
+        return
+    size = float(rows[-1] - rows[0] + 1)
+    bottom = float(rows[-1])
+    squash, shear = rng.uniform(0.15, 1.0), rng.uniform(-1.0, 1.0)
+    dx, dy = rng.uniform(-0.2, 0.2, 2) * size
+    # x' = x + shear (y - bottom) + dx, y' = bottom + squash (y - bottom) + dy
+    warp = np.float32([[1, shear, dx - shear * bottom], [0, squash, (1 - squash) * bottom + dy]])
+    height, width = coverage.shape
+    shadow = cv2.warpAffine(coverage, warp, (width, height), flags=cv2.INTER_LINEAR)
+    shadow = cv2.GaussianBlur(shadow, (0, 0), rng.uniform(0.5, max(0.6, 0.1 * size)))
+    canvas *= (1 - rng.uniform(0.25, 0.75) * shadow * (1 - coverage))[..., None]
 
 
 def _add_inner_parts(fill: np.ndarray, rng: np.random.Generator, x0: int, y0: int, x1: int, y1: int,

@@ -156,13 +156,13 @@ def training_patches(ground_truth: Dataset, predictions: Dataset, config: Refine
 
 
 def write_scenes(out_dir: str | Path, count: int, seed: int = 0, progress: bool = False,
-                 parts: float = 0.5, edge_coverage: float = 0.5) -> Dataset:
+                 parts: float = 0.5, edge_coverage: float = 0.5, shadows: float = 0.0) -> Dataset:
     """Write ``count`` synthetic scenes as ``out_dir/images/NNNNNN.png``; return them as a ground-truth Dataset.
 
     Scene ``i`` draws from ``numpy.random.default_rng([seed, i])``, so a set is reproducible and
     sets of different seeds do not overlap. Images are written losslessly (PNG) after the scene's
     own JPEG compression, so the files hold exactly the pixels the masks were made for. parts,
-    edge_coverage: see core.synth.make_scene.
+    edge_coverage, shadows: see core.synth.make_scene.
     """
     import cv2
 
@@ -172,7 +172,8 @@ def write_scenes(out_dir: str | Path, count: int, seed: int = 0, progress: bool 
     images_dir = Path(out_dir) / "images"
     records = []
     for i in tqdm(range(count), desc="scenes", disable=not progress):
-        image, masks, kinds = make_scene(np.random.default_rng([seed, i]), parts=parts, edge_coverage=edge_coverage)
+        image, masks, kinds = make_scene(np.random.default_rng([seed, i]), parts=parts, edge_coverage=edge_coverage,
+                                         shadows=shadows)
         path = images_dir / f"{i:06d}.png"
         ok, data = cv2.imencode(".png", image[..., ::-1])
         if not ok:
