@@ -10,8 +10,9 @@ Run from the repository root (Ray from the ``ray`` extra; without it the Ray row
 Data: the first ``--images`` photographs of shared/data/coco_mval (about 640 px on the long side;
 past its 722 they repeat, as new images of the same files), or with ``--data street`` as many
 synthetic 2048x1024 scenes (bench_engine's, about 140 patches each, written as PNG), with simulated
-Mask R-CNN coarse masks (``bpr-studio simulate``), the default weights and the default RefinerConfig (the weights' input
-size, NMS 0.25, min size 96, mirror on unless ``--mirror no``, edge snap 2 px unless ``--snap``).
+Mask R-CNN coarse masks (``bpr-studio simulate``), the default weights and the default
+RefinerConfig (the weights' input size, NMS 0.25, min size 96, mirror on unless ``--mirror no``,
+edge snap 2 px unless ``--snap``).
 Each engine refines the whole set in this process (model loading and ONNX export included, as a
 user's run has them; for Ray the actors' start, not ``ray.init``); the table gives images/s,
 patches/s, the ratio to serial, the time to the first finished image, images/s after it (the rate
