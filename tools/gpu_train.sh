@@ -10,7 +10,7 @@
 # "a:0.5:64:128:0.01 b:0.7:64:128:0.01"; bf16: `train --bf16`); each starts from INIT (default: the
 # shipped weights) and trains on DEVICE (cuda) until DEADLINE seconds after the start (default 545)
 # or for the minutes given, whichever is sooner. SEED (600) numbers the scenes: shard k is scene
-# seed SEED + k, prediction seed SEED + 100 + k. Writes OUT/NAME.pt (refreshed every 30 s),
+# seed SEED + k, prediction seed SEED + 100 + k; SHADOWS (0) is their `synth --shadows`. Writes OUT/NAME.pt (refreshed every 30 s),
 # OUT/NAME_mid.pt (the weights at half time) and OUT/NAME.log (the checkpoints stay in WORK); with
 # BENCH=1 also OUT/bench_cuda.txt (bench/bench_engine.py --cuda, while the data is built).
 # WHEELS=DIR: wheels unpacked into /tmp/site first (a machine that cannot reach PyPI).
@@ -46,7 +46,8 @@ if [ "$1" = coco ]; then
   ex "$WORK/c_$name.npz" --images "$D" --annotations "$COCO" --predictions "$WORK/c_$name.json" --boundary-band 2
 else
   k=$2; ec=$3; S=$WORK/s${ec}_$k
-  $B synth --out "$S" --images "$SCENES" --seed $((SEED + k)) --prediction-seed $((SEED + 100 + k)) --edge-coverage "$ec" || exit 1
+  $B synth --out "$S" --images "$SCENES" --seed $((SEED + k)) --prediction-seed $((SEED + 100 + k)) --edge-coverage "$ec" \
+    --shadows "$SHADOWS" || exit 1
   sim() { $B simulate --annotations "$S/annotations.json" --out "$S/$1.json" "${@:2}"; }
   sim p2 --seed 2 --threshold 0.4 && sim p3 --seed 3 --style contour && \
   sim p4 --seed 4 --style quarter --noise 0.1 --threshold 0.4 && \
@@ -67,7 +68,7 @@ JOB
   for k in $(seq 0 $((SHARDS - 1))); do for ec in $COVERAGES; do echo "synth $k $ec"; done; done
 } > "$W/jobs.txt"
 log "data: $(wc -l < "$W/jobs.txt") jobs on $CORES cores"
-WORK=$W SCENES=$N COCO=$COCO SEED=${SEED:-600} OMP_NUM_THREADS=1 xargs -P "$CORES" -L 1 bash -c \
+WORK=$W SCENES=$N COCO=$COCO SEED=${SEED:-600} SHADOWS=${SHADOWS:-0} OMP_NUM_THREADS=1 xargs -P "$CORES" -L 1 bash -c \
   'bash "$WORK/job.sh" "$@" > "$WORK/log_$(echo "$@" | tr " ." "__").txt" 2>&1 || echo "FAILED: $@ (log in $WORK)"' _ < "$W/jobs.txt"
 log "data done: $(ls "$W"/c_*.npz "$W"/s*/*.npz 2>/dev/null | wc -l) patch files, $(du -sh "$W" | cut -f1)"
 left=$(( DEADLINE - ($(date +%s) - T0) - 50 ))  # 50 s to load the patches and write the last checkpoint
