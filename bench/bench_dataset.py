@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bpr_studio.cli import switch  # noqa: E402
-from bpr_studio.core import rle as rle_mask  # noqa: E402
 from bpr_studio.core.config import RefinerConfig  # noqa: E402
+from bpr_studio.io.coco import write_coco  # noqa: E402
+from bpr_studio.io.dataset import Dataset, ImageRecord, Instance  # noqa: E402
 from bpr_studio.pipeline.job import read_job  # noqa: E402
 from bpr_studio.pipeline.refine import refine_dataset  # noqa: E402
 from bpr_studio.pipeline.work import RefinerSettings  # noqa: E402
@@ -72,43 +73,39 @@ def make_dataset(folder: Path, n: int) -> tuple[Path, Path, Path]:
         images.append(image)
         annotations += [dict(a, id=a["id"] + round_ * top_annotation, image_id=image["id"])
                         for a in by_image.get(photos[photo]["id"], [])]
-    return links, *write_ground_truth_and_predictions(folder, n, dict(data, images=images, annotations=annotations),
-                                                      links)
+    gt = folder / f"gt{n}.json"
+    gt.write_text(json.dumps(dict(data, images=images, annotations=annotations)))
+    return links, gt, simulated_predictions(gt, links, folder / f"pred{n}.json")
 
 
 def make_street_dataset(folder: Path, n: int) -> tuple[Path, Path, Path]:
-    """n street-sized scenes (2048x1024 PNG, Cityscapes' size): scene i is bench_engine's
-    ``synthetic_scene(seed=i)``, 20 smooth blobs, about 140 boundary patches; its masks are the
-    ground truth (COCO RLE), and predictions are simulated from them. Scenes already written in
-    ``folder/street`` are kept. Returns (images folder, annotations, predictions)."""
-    from bench_engine import HEIGHT, WIDTH, synthetic_scene
+    """n street-sized scenes (2048x1024 PNG, Cityscapes' size) in ``folder/street``: scene i is
+    bench_engine's ``synthetic_scene(seed=i)``, 20 smooth blobs, about 140 boundary patches; its masks
+    are the ground truth, and predictions are simulated from them. Scenes already written are kept.
+    Returns (the folder the annotations' file names are relative to, annotations, predictions)."""
+    from bench_engine import synthetic_scene
 
     scenes = folder / "street"
     scenes.mkdir(exist_ok=True)
-    images, annotations = [], []
+    records = []
     for i in range(n):
-        name = f"scene_{i:05d}.png"
+        path = scenes / f"scene_{i:05d}.png"
         image, masks = synthetic_scene(seed=i)
-        if not (scenes / name).exists():
-            cv2.imwrite(str(scenes / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        images.append({"id": i + 1, "file_name": name, "width": WIDTH, "height": HEIGHT})
-        for rle in (rle_mask.encode_rle(m) for m in masks if m.any()):
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
-                                "segmentation": rle, "area": rle_mask.area(rle), "bbox": rle_mask.bbox(rle)})
-    data = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "blob"}]}
-    return scenes, *write_ground_truth_and_predictions(folder, n, data, scenes)
+        if not path.exists():
+            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        records.append(ImageRecord(path, image.shape[1], image.shape[0],
+                                   [Instance.from_mask(m, 1) for m in masks if m.any()], image_id=i + 1))
+    annotations = write_coco(Dataset(records, {1: "blob"}), folder / f"gt{n}.json")
+    return folder, annotations, simulated_predictions(annotations, folder, folder / f"pred{n}.json")
 
 
-def write_ground_truth_and_predictions(folder: Path, n: int, data: dict, images: Path) -> tuple[Path, Path]:
-    """Write ``data`` (COCO ground truth) as ``folder/gtN.json`` and Mask R-CNN-like predictions
-    simulated from it (``bpr-studio simulate``) as ``folder/predN.json``; returns the two paths."""
-    annotations = folder / f"gt{n}.json"
-    annotations.write_text(json.dumps(data))
-    predictions = folder / f"pred{n}.json"
+def simulated_predictions(annotations: Path, images: Path, out: Path) -> Path:
+    """Write Mask R-CNN-like predictions simulated from the ground truth ``annotations`` (whose file
+    names are relative to ``images``) with ``bpr-studio simulate`` to ``out``; returns ``out``."""
     subprocess.run([sys.executable, "-m", "bpr_studio", "simulate", "--annotations", str(annotations),
-                    "--images", str(images), "--out", str(predictions)],
+                    "--images", str(images), "--out", str(out)],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return annotations, predictions
+    return out
 
 
 DATASETS = {"coco": make_dataset, "street": make_street_dataset}
