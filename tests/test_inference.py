@@ -315,3 +315,19 @@ def test_exported_lite0_graph_has_constant_paddings_folded_into_its_convolutions
     x = torch.randn(3, 4, 64, 64)
     with torch.no_grad():
         assert torch.allclose(fast(x), model(x), atol=1e-4)
+
+
+def test_int8_graph_is_made_from_the_int8_state_when_there_is_one(tiny, tmp_path):
+    pytest.importorskip("onnxruntime.quantization")
+    x = _toy_batch(4, 16)
+    background = {k: v.clone() for k, v in tiny.state_dict().items()}
+    background["body.6.bias"] = torch.tensor([20.0, -20.0])  # its int8 graph calls every pixel background
+    own = FastInference(tiny, 16, calibration=_calibration, cache=tmp_path)
+    other = FastInference(tiny, 16, calibration=_calibration, cache=tmp_path, int8_state=background)
+    assert other.mode == "onnxruntime-int8"
+    assert other.cache_path((16, 16)) != own.cache_path((16, 16))
+    assert (other(x).argmax(1) == 0).all() and (own(x).argmax(1) == 1).any()
+    fp32 = FastInference(tiny, 16, mode="onnxruntime", cache=tmp_path, int8_state=background)
+    with torch.no_grad():  # every other mode runs the model's own weights
+        torch.testing.assert_close(fp32(x), tiny(x), atol=1e-4, rtol=1e-4)
+    assert fp32.cache_path((16, 16)) == FastInference(tiny, 16, mode="onnxruntime", cache=tmp_path).cache_path((16, 16))

@@ -154,3 +154,21 @@ def test_bad_normalisation_is_refused(tmp_path, hr18s):
     torch.save(payload, path)
     with pytest.raises(WeightsError, match="input_norm"):
         load_weights(path)
+
+
+def test_int8_state_round_trips_and_must_fit_the_network(tmp_path, hr18s):
+    other = build_model("hr18s")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.01)
+    path = save_weights(tmp_path / "w.pt", hr18s, "hr18s", int8_state=other.state_dict())
+    loaded, info = load_weights(path)
+    assert set(info["int8_state"]) == set(hr18s.state_dict())
+    name = "conv1.weight"
+    torch.testing.assert_close(info["int8_state"][name], other.state_dict()[name], atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(loaded.state_dict()[name], hr18s.state_dict()[name], atol=2e-3, rtol=2e-3)
+    assert load_weights(save_weights(tmp_path / "plain.pt", hr18s, "hr18s"))[1]["int8_state"] is None
+    lite = build_model("lite0").state_dict()
+    save_weights(tmp_path / "bad.pt", hr18s, "hr18s", int8_state=lite)
+    with pytest.raises(WeightsError, match="bad.pt.*int8_state_dict.*hr18s"):
+        load_weights(tmp_path / "bad.pt")

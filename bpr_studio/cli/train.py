@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"patches per iteration (default {TrainConfig.batch_size})")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr,
                         help=f"initial learning rate (default {TrainConfig.lr})")
+    parser.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay,
+                        help=f"SGD weight decay (default {TrainConfig.weight_decay:g})")
     parser.add_argument("--boundary-weight", type=float, default=TrainConfig.boundary_weight,
                         help="loss weight of the pixels along exact target boundaries (patches without an "
                              f"ignore band; default {TrainConfig.boundary_weight:g} = plain cross-entropy)")
@@ -59,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", type=float, default=TrainConfig.distill,
                         help=f"share of the loss that follows --teacher (default {TrainConfig.distill:g}; the "
                              "rest is the cross-entropy against the ground truth)")
+    parser.add_argument("--int8-share", type=float, default=TrainConfig.int8_share,
+                        help="share of each step's loss from a pass with the int8 graph's rounding emulated, so the "
+                             "fast CPU path learns too (default 0: none; 1: that pass alone). For fine-tuning "
+                             "trained weights, e.g. --init fast --teacher fast --distill 1")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="auto",
                         help="where the network trains: auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
@@ -71,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"minutes between checkpoints (default {TrainConfig.checkpoint_seconds / 60:g})")
     parser.add_argument("--resume", default=None, help="checkpoint (OUT.ckpt) to continue from")
     parser.add_argument("--init", default=None,
-                        help="weights file to start from, e.g. the shipped model (a fresh schedule, unlike --resume)")
+                        help="weights file (or fast|precise|paper) to start from, e.g. the shipped model (a fresh schedule, "
+                             "unlike --resume)")
     parser.add_argument("--log", default=None, help="append progress lines to this file")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed,
                         help="data order, held-out patches, augmentation and initialisation")
@@ -149,14 +156,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = TrainConfig(model=args.model, input_size=args.input_size, iters=args.iters,
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
-                         lr=args.lr, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
+                         lr=args.lr, weight_decay=args.weight_decay, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
                          seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter,
                          mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers, bf16=args.bf16,
-                         teacher=teacher, distill=args.distill)
+                         teacher=teacher, distill=args.distill, int8_share=args.int8_share)
     log(f"training {args.model} on {len(patches)} patches: {config}")
     start = time.monotonic()
     losses = train(patches, args.out, config, resume=args.resume, progress=not args.quiet, log=log,
-                   init=args.init)
+                   init=str(weights_path(args.init)) if args.init else None)
     seconds = time.monotonic() - start
     rate = len(losses) * args.batch_size / max(seconds, 1e-9)
     print(f"trained {len(losses)} iterations in {seconds / 60:.1f} min ({rate:.1f} patches/s); "

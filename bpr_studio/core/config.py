@@ -154,7 +154,9 @@ class TrainConfig:
     GPU: a CPU without native bfloat16 runs it many times slower). teacher: a weights file whose
     network's probabilities the run also learns from (distillation, core.train.distillation_loss;
     any family and input size); distill: that term's share of the loss, the rest being the
-    cross-entropy against the targets (0: the teacher is not run).
+    cross-entropy against the targets (0: the teacher is not run). int8_share: the share of the
+    loss taken from a pass with the int8 graph's rounding emulated (core.qat; 0 = no such pass, 1 =
+    that pass alone), BatchNorm statistics frozen; for a short fine-tuning from trained weights.
     """
 
     model: str = DEFAULT_MODEL
@@ -179,6 +181,7 @@ class TrainConfig:
     bf16: bool = False
     teacher: str | None = None
     distill: float = 0.5
+    int8_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -195,3 +198,5 @@ class TrainConfig:
             raise ValueError(f"workers must be >= 0 (0 = batches built in the training process), got {self.workers}")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill must be a share in [0, 1], got {self.distill}")
+        if not 0.0 <= self.int8_share <= 1.0:
+            raise ValueError(f"int8_share must be a share in [0, 1], got {self.int8_share}")

@@ -178,6 +178,9 @@ class FastInference:
     calibration: size -> (N, C, size, size) float32 representative network inputs (int8 only).
     calibration_key: names what ``calibration`` makes beyond the size (e.g. the patch size its crops
         have), so int8 graphs calibrated on other inputs get other cache entries.
+    int8_state: a state dict of ``model`` that the int8 graph is made from instead of the model's own
+        weights (a weights file's ``int8_state_dict``: fine-tuned so that its int8 graph agrees with
+        the float model, core.qat); every other mode runs the model's own weights.
     cache: folder of exported graphs; None disables the disk cache; default :func:`cache_folder`.
     threads: CPU threads for ONNX Runtime; default ``torch.get_num_threads()``. With more than one,
         each call's batch is split into two near-equal parts run side by side by two sessions that
@@ -193,9 +196,13 @@ class FastInference:
     def __init__(self, model: nn.Module, input_size: int | None = None, device: str | torch.device = "cpu",
                  mode: str = "auto", calibration: Callable[[int], np.ndarray | torch.Tensor] | None = None,
                  cache: str | os.PathLike | None | bool = True, threads: int | None = None,
-                 calibration_key: str = ""):
+                 calibration_key: str = "", int8_state: dict | None = None):
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).float().eval().to(self.device)
+        self.int8_model = None
+        if int8_state is not None and self.device.type == "cpu":  # the int8 graph runs on the CPU only
+            self.int8_model = copy.deepcopy(self.model)
+            self.int8_model.load_state_dict(int8_state)
         self.input_size = input_size
         self.calibration = calibration
         self.calibration_key = calibration_key
@@ -212,7 +219,7 @@ class FastInference:
         self._set_mode(mode)
         self._sessions: dict[tuple[int, int], list] = {}  # size -> the sessions that share a batch
         self._pool: ThreadPoolExecutor | None = None
-        self._digest: str | None = None
+        self._digests: dict[int, str] = {}  # id(model) -> weights_digest
         self.build_seconds: dict[tuple[int, int], tuple[str, float]] = {}  # size -> (how, seconds)
 
     def _auto_cpu_mode(self) -> str:
@@ -281,11 +288,12 @@ class FastInference:
             return None
         import onnxruntime as ort
 
-        if self._digest is None:
-            self._digest = weights_digest(self.model)
+        model = self._exported_model()
+        if id(model) not in self._digests:
+            self._digests[id(model)] = weights_digest(model)
         extra = (f"-cal{CALIBRATION_VERSION}{self.calibration_key}-w{int8_weight_bits()}"
                  if self.mode == "onnxruntime-int8" else "")
-        name = (f"{self._digest}-{size[0]}x{size[1]}-{self.mode}{extra}-x{EXPORT_VERSION}-ort{ort.__version__}"
+        name = (f"{self._digests[id(model)]}-{size[0]}x{size[1]}-{self.mode}{extra}-x{EXPORT_VERSION}-ort{ort.__version__}"
                 f"-torch{torch.__version__.split('+')[0]}.onnx")
         return self.cache / "onnx" / name
 
@@ -325,14 +333,21 @@ class FastInference:
         self.build_seconds[size] = (how, time.perf_counter() - start)
         return sessions
 
+    def _exported_model(self) -> nn.Module:
+        """The network the graph of the current mode is made from: ``int8_model`` for the int8 graph
+        when there is one, else the model."""
+        return self.int8_model if self.mode == "onnxruntime-int8" and self.int8_model is not None else self.model
+
     def _export(self, size: tuple[int, int]) -> bytes:
-        """ONNX bytes of the float32 model for (B, C, *size) inputs, batch size free."""
-        channels = _input_channels(self.model)
+        """ONNX bytes of the float32 network of the current mode (:meth:`_exported_model`) for
+        (B, C, *size) inputs, batch size free."""
+        model = self._exported_model()
+        channels = _input_channels(model)
         buffer = io.BytesIO()
         with warnings.catch_warnings(), torch.inference_mode(False):  # tracing needs normal tensors
             warnings.simplefilter("ignore")  # tracer and exporter-deprecation notices
             example = torch.zeros((1, channels) + tuple(size))
-            torch.onnx.export(self.model, (example,), buffer, input_names=["x"], output_names=["y"],
+            torch.onnx.export(model, (example,), buffer, input_names=["x"], output_names=["y"],
                               dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17,
                               dynamo=False)
         return fold_pads(buffer.getvalue())
@@ -442,5 +457,5 @@ def _input_channels(model: nn.Module) -> int:
 def fast_inference(model: nn.Module, device: str | torch.device = "cpu", mode: str = "auto",
                    input_size: int | None = None, **kwargs) -> FastInference:
     """The fastest way to run ``model`` on ``device`` that keeps its masks; see :class:`FastInference`
-    (``kwargs``: calibration, calibration_key, cache, threads)."""
+    (``kwargs``: calibration, calibration_key, cache, threads, int8_state)."""
     return FastInference(model, input_size=input_size, device=device, mode=mode, **kwargs)

@@ -23,7 +23,9 @@ stem's first conv output. Output
 Weight files are ``torch.save`` dicts ``{"format": "bpr-studio-weights/1", "arch": name,
 "meta": dict | None, "input_norm": {"mean": [3 floats], "std": [3 floats]}, "state_dict": {...}}``
 (input_norm: the RGB normalisation of the network input in 0-255 units; files without it use
-ImageNet's), read back with ``torch.load(weights_only=True)``.
+ImageNet's), read back with ``torch.load(weights_only=True)``. A file may also hold
+``"int8_state_dict"``: weights of the same network that the fast CPU path quantises to int8 instead of
+``state_dict``, fine-tuned so that their int8 graph agrees with the float network (core.qat).
 """
 
 from __future__ import annotations
@@ -231,27 +233,30 @@ def build_model(name: str = DEFAULT_MODEL, pretrained: bool = False) -> nn.Modul
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, name: str, meta: dict | None = None,
-                 half: bool = True, input_norm: dict | None = None) -> Path:
+                 half: bool = True, input_norm: dict | None = None, int8_state: dict | None = None) -> Path:
     """Write a model's weights to ``path`` atomically (temporary file in the same folder, then rename).
 
     name: the architecture the model was built with. meta: plain data (str, int, float, bool, None,
     lists and dicts of those) stored beside the weights, e.g. the training config. half: store
     floating tensors as float16 (halves the file; BN running statistics included). input_norm:
     {"mean", "std"} of the inputs the model was trained on (None = ImageNet's, what network_inputs
-    gives by default). Returns the path.
+    gives by default). int8_state: a state dict of the same network for the fast CPU path's int8
+    graph (see the module docstring); None = that graph quantises the model's own weights. Returns the path.
     """
     path = Path(path)
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(MODELS)}")
-    state = {}
-    for key, value in model.state_dict().items():
-        value = value.detach().cpu()
-        if half and value.is_floating_point():
-            value = value.half()
-        state[key] = value.clone()
+
+    def stored(state: dict) -> dict:
+        return {key: (value.detach().cpu().half() if half and value.is_floating_point() else value.detach().cpu()).clone()
+                for key, value in state.items()}
+
     norm = input_norm or {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     payload = {"format": WEIGHTS_FORMAT, "arch": name, "meta": meta,
-               "input_norm": {k: [float(v) for v in norm[k]] for k in ("mean", "std")}, "state_dict": state}
+               "input_norm": {k: [float(v) for v in norm[k]] for k in ("mean", "std")},
+               "state_dict": stored(model.state_dict())}
+    if int8_state is not None:
+        payload["int8_state_dict"] = stored(int8_state)
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
@@ -287,11 +292,11 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     architecture the caller expects; a file of another one raises.
     Returns (model in eval mode, float32, on ``device``; info ``{"arch": str, "meta": dict | None,
     "path": str, "input_size": int, "patch_size": int | None, "input_norm": {"mean": tuple, "std": tuple},
-    "int8": bool}``; input_size: the side it was trained at, ``meta["train"]["input_size"]``, else the
+    "int8": bool, "int8_state": dict | None}``; input_size: the side it was trained at, ``meta["train"]["input_size"]``, else the
     family's; patch_size: the side in image pixels of the patches it was trained on,
     ``meta["train"]["patch_size"]`` (None for files written before training recorded it); int8:
     whether the fast CPU path may quantise it, False where ``meta["int8"]`` says so because its int8
-    graph lost quality). Raises :class:`WeightsError` naming the file and the reason when the file is
+    graph lost quality); int8_state: the file's ``int8_state_dict`` (float32 tensors) or None. Raises :class:`WeightsError` naming the file and the reason when the file is
     missing, unreadable or corrupt, not a BPR Studio weights file, of another architecture than
     ``arch``, or when its tensors do not fit its architecture.
     """
@@ -314,12 +319,19 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise WeightsError(f"{path}: file says {name} but {looks} ({problem})")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
     model.to(device).eval()
+    int8_state = payload.get("int8_state_dict")
+    if int8_state is not None:
+        problem = (_state_mismatch(model, int8_state) if isinstance(int8_state, dict)
+                   and all(isinstance(v, torch.Tensor) for v in int8_state.values()) else "not a dict of tensors")
+        if problem:
+            raise WeightsError(f"{path}: 'int8_state_dict' does not hold {name} weights ({problem})")
+        int8_state = {k: v.float() if v.is_floating_point() else v for k, v in int8_state.items()}
     meta = payload.get("meta")
     return model, {"arch": name, "meta": meta, "path": str(path),
                    "input_size": _trained_side(meta, "input_size", 8) or MODELS[name].input_size,
                    "patch_size": _trained_side(meta, "patch_size", 2),
                    "input_norm": _input_norm(payload.get("input_norm"), path),
-                   "int8": not (isinstance(meta, dict) and meta.get("int8") is False)}
+                   "int8": not (isinstance(meta, dict) and meta.get("int8") is False), "int8_state": int8_state}
 
 
 def trained_patch_size(path: str | os.PathLike) -> int | None:

@@ -138,7 +138,8 @@ class Refiner:
         calibration = self._calibration_inputs if info["int8"] else None  # None: no int8 graph
         calibrated_on = f"p{self.config.patch_size}+{self.config.padding}"  # what the calibration crops are
         self._forward = fast_inference(self.model, self.device, input_size=self.config.input_size,
-                                       calibration=calibration, calibration_key=calibrated_on) if fast else self.model
+                                       calibration=calibration, calibration_key=calibrated_on,
+                                       int8_state=info["int8_state"]) if fast else self.model
 
     def _calibration_inputs(self, input_size: int) -> torch.Tensor:
         """(64, 4, input_size, input_size) float32 network inputs for int8 calibration."""

@@ -24,6 +24,15 @@ Distillation (``teacher``): the loss also pulls the network's probabilities towa
 another trained network run on the same augmented patches at its own input size (e.g. the
 precise model at input 128 teaching the default at 64), ``distill`` being that term's share.
 
+Int8-aware fine-tuning (``int8_share`` > 0): each step also runs the network with ONNX Runtime's
+int8 rounding emulated (:class:`bpr_studio.core.qat.Int8Emulation`), and the loss mixes that pass's
+loss (that share) with the float pass's, so the int8 graph (the fast CPU path) learns what the
+targets or the teacher say too; BatchNorm statistics stay frozen (what the int8 graph folds). Meant
+for a short run from trained weights (``init``) with the same weights as teacher. With
+``int8_share`` 1 the float pass is not run and the float network is not trained: the weights file
+keeps the ``init`` weights for the float paths and the trained ones as its ``int8_state_dict``, the
+weights the fast CPU path quantises (core.model.save_weights).
+
 Checkpoints ``<out>.ckpt`` (model, optimizer, iteration, elapsed time) and the weights file
 ``<out>`` (float16, :func:`bpr_studio.core.model.save_weights`) are written atomically every
 ``checkpoint_seconds`` and at the end, so a run can be stopped at any time and resumed with
@@ -34,6 +43,7 @@ GPU) while ``config.workers`` processes build the next batches.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -353,11 +363,14 @@ def learning_rate(config: TrainConfig, iteration: int, elapsed: float) -> float:
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_size: int = 32,
-             device: str | torch.device = "cpu") -> dict:
+             device: str | torch.device = "cpu", forward: Callable | None = None) -> dict:
     """Loss and mean IoU of the refined vs the coarse patches against the targets, the network on ``device``.
 
-    Returns {"loss", "iou_refined", "iou_coarse"} (means over patches, at patch resolution).
+    forward: what computes the logits from the network input (default ``model``; e.g. an
+    :class:`bpr_studio.core.qat.Int8Emulation` of it). Returns {"loss", "iou_refined",
+    "iou_coarse"} (means over patches, at patch resolution).
     """
+    forward = forward or model
     was_training = model.training
     model.eval()
     losses, refined_iou, coarse_iou = [], [], []
@@ -366,7 +379,7 @@ def validate(model: torch.nn.Module, patches: PatchSet, input_size: int, batch_s
         sl = slice(s, s + batch_size)
         raw = batch_arrays(patches.images[sl], patches.coarse[sl], patches.target[sl], patches.band[sl])
         x, t, w = batch_tensors(*(v.to(device) for v in raw), input_size)
-        logits = model(x)
+        logits = forward(x)
         losses.append(float(weighted_loss(logits, t, w)) * len(x))
         prob = torch.softmax(logits, 1)[:, 1:2]
         if prob.shape[-1] != p:
@@ -411,6 +424,12 @@ class TrainBatches(torch.utils.data.Dataset):
         images, coarse, target = augment(self.patches.images[idx], self.patches.coarse[idx], self.patches.target[idx],
                                          rng, c.mask_jitter, c.mask_jitter_px)
         return batch_arrays(images, coarse, target, self.patches.band[idx], c.boundary_weight)
+
+
+# iterations between two calibrations of an int8-aware run's emulated ranges: they follow the weights as
+# ONNX Runtime's calibration of the final weights will (stale for 5 minutes, the ranges let the weights
+# drift where the int8 graph made from them leaned, docs/engine_bench.md); they cost about 3% of the time
+RECALIBRATE_EVERY = 50
 
 
 def _one_thread_worker(_: int) -> None:
@@ -469,10 +488,25 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     if init is not None and resume is not None:
         raise TrainInputError("give either a weights file to start from (init) or a checkpoint to resume, not both")
     model = build_model(config.model, pretrained=init is None and resume is None)
+    base_meta = None  # int8_share 1: the metadata of the weights file started from, kept with its weights
     if init is not None:
-        model.load_state_dict(load_weights(init, arch=config.model)[0].state_dict())
+        started, init_info = load_weights(init, arch=config.model)
+        model.load_state_dict(started.state_dict())
+        base_meta = init_info["meta"]
         log(f"starting from the weights in {init}")
     model.to(device).train()
+    if config.int8_share == 1.0 and init is None and resume is None:
+        raise TrainInputError("int8_share 1 trains the weights of the int8 graph alone: give the trained weights "
+                              "(init) whose float network it is to agree with")
+    base = copy.deepcopy(model).eval() if config.int8_share == 1.0 else None  # the float network the file keeps
+    emulation = None
+    if config.int8_share > 0:
+        from .inference import int8_weight_bits
+        from .qat import Int8Emulation, refiner_calibration
+
+        model.eval()  # frozen BatchNorm statistics: what the int8 graph folds into the convolutions
+        emulation = Int8Emulation(model, int8_weight_bits())  # calibrated once the weights are loaded
+        calibration = refiner_calibration(config.input_size).to(device)
     teacher, teacher_size = (load_teacher(config.teacher, device) if config.teacher and config.distill > 0
                              else (None, 0))
     if teacher is not None:
@@ -492,9 +526,18 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         if state.get("arch") != config.model:
             raise TrainInputError(f"{resume}: checkpoint of {state.get('arch')}, expected {config.model}")
         model.load_state_dict(state["model"])
+        if base is not None:
+            if "base_model" not in state:
+                raise TrainInputError(f"{resume}: checkpoint of a run that trained the float network too "
+                                      "(int8_share below 1); resume it with its own int8_share")
+            base.load_state_dict(state["base_model"])
+            base_meta = state.get("base_meta")
         optimizer.load_state_dict(state["optimizer"])  # its tensors follow the parameters' device
         iteration, elapsed_before = int(state["iteration"]), float(state["elapsed"])
         log(f"resumed from {resume} at iteration {iteration} ({elapsed_before:.0f} s)")
+    if emulation is not None:  # after the weights are loaded: the ranges are theirs
+        emulation.calibrate(calibration)
+        log(f"int8-aware: {config.int8_share:g} of each step's loss from the emulated int8 pass")
 
     def meta(extra: dict) -> dict:
         trained_on = {**dataclasses.asdict(config), "patch_size": int(patches.images.shape[1])}
@@ -505,8 +548,23 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         state = {"arch": config.model, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "iteration": iteration, "elapsed": elapsed_before + time.monotonic() - start,
                  "config": dataclasses.asdict(config)}
+        if base is not None:
+            state["base_model"], state["base_meta"] = base.state_dict(), base_meta
         atomic_write(ckpt_path, lambda f: torch.save(state, f))
-        save_weights(out, model, config.model, meta=meta(extra), half=True)
+        if base is None:
+            save_weights(out, model, config.model, meta=meta(extra), half=True)
+        else:
+            save_weights(out, base, config.model, meta={**(base_meta or {}), "int8_state": meta(extra)}, half=True,
+                         int8_state=model.state_dict())
+
+    def scores_of(model: torch.nn.Module) -> dict:
+        """Validation scores of the float network, and of its emulated int8 graph in an int8-aware run."""
+        if not len(val):
+            return {}
+        scores = validate(model, val, config.input_size, device=device)
+        if emulation is not None:
+            scores["int8"] = validate(model, val, config.input_size, device=device, forward=emulation)
+        return scores
 
     losses: list[float] = []
     start = time.monotonic()
@@ -525,15 +583,28 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         raw = [v.to(device, non_blocking=True) for v in raw]
         x, t, w = batch_tensors(*raw, config.input_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            logits = model(x)
-            loss = weighted_loss(logits, t, w)
-            if teacher is not None:
-                soft = teacher_probabilities(teacher, raw[0], raw[1], teacher_size, config.input_size)
-                loss = (1.0 - config.distill) * loss + config.distill * distillation_loss(logits, soft)
+            soft = (teacher_probabilities(teacher, raw[0], raw[1], teacher_size, config.input_size)
+                    if teacher is not None else None)
+
+            def objective(logits: torch.Tensor) -> torch.Tensor:
+                loss = weighted_loss(logits, t, w)
+                if soft is None:
+                    return loss
+                return (1.0 - config.distill) * loss + config.distill * distillation_loss(logits, soft)
+
+            if emulation is None:
+                loss = objective(model(x))
+            elif config.int8_share == 1.0:
+                loss = objective(emulation(x))
+            else:
+                loss = ((1.0 - config.int8_share) * objective(model(x))
+                        + config.int8_share * objective(emulation(x)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         iteration += 1
+        if emulation is not None and iteration % RECALIBRATE_EVERY == 0:
+            emulation.calibrate(calibration)
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(f"training diverged at iteration {iteration} (loss {value})")
@@ -547,13 +618,13 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
                 f"elapsed {elapsed_before + time.monotonic() - start:.0f}s patches/s {seen:.1f}")
             window = []
         if time.monotonic() - last_ckpt >= config.checkpoint_seconds:
-            scores = validate(model, val, config.input_size, device=device) if len(val) else {}
+            scores = scores_of(model)
             checkpoint({"val": scores})
             log(f"checkpoint at iter {iteration}: val {scores}")
             last_ckpt = time.monotonic()
     del loader  # stops the batch workers
     bar.close()
-    scores = validate(model, val, config.input_size, device=device) if len(val) else {}
+    scores = scores_of(model)
     checkpoint({"val": scores})
     log(f"finished at iter {iteration}: val {scores}")
     return losses
