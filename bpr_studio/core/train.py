@@ -541,6 +541,8 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
 
     def meta(extra: dict) -> dict:
         trained_on = {**dataclasses.asdict(config), "patch_size": int(patches.images.shape[1])}
+        if emulation is not None:  # the grid the int8 weights were fitted to: this machine's (8 bits with VNNI)
+            trained_on["int8_weight_bits"] = 8 if emulation.weight_qmax == 127 else 7
         return {"train": trained_on, "patches": len(train_index), "iteration": iteration,
                 "elapsed_s": round(elapsed_before + time.monotonic() - start, 1), **extra}
 
