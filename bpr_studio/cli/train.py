@@ -77,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"minutes between checkpoints (default {TrainConfig.checkpoint_seconds / 60:g})")
     parser.add_argument("--resume", default=None, help="checkpoint (OUT.ckpt) to continue from")
     parser.add_argument("--init", default=None,
-                        help="weights file (or fast|precise|paper) to start from, e.g. the shipped model (a fresh schedule, "
-                             "unlike --resume)")
+                        help="weights file (or fast|precise|paper) to start from, e.g. the shipped model (a fresh "
+                             "schedule, unlike --resume)")
     parser.add_argument("--log", default=None, help="append progress lines to this file")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed,
                         help="data order, held-out patches, augmentation and initialisation")
@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = TrainConfig(model=args.model, input_size=args.input_size, iters=args.iters,
                          max_seconds=args.minutes * 60 if args.minutes else None, batch_size=args.batch_size,
-                         lr=args.lr, weight_decay=args.weight_decay, threads=args.threads, checkpoint_seconds=args.checkpoint_minutes * 60,
+                         lr=args.lr, weight_decay=args.weight_decay, threads=args.threads,
+                         checkpoint_seconds=args.checkpoint_minutes * 60,
                          seed=args.seed, boundary_weight=args.boundary_weight, mask_jitter=args.mask_jitter,
                          mask_jitter_px=args.mask_jitter_px, device=str(device), workers=workers, bf16=args.bf16,
                          teacher=teacher, distill=args.distill, int8_share=args.int8_share)

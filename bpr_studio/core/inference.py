@@ -293,7 +293,8 @@ class FastInference:
             self._digests[id(model)] = weights_digest(model)
         extra = (f"-cal{CALIBRATION_VERSION}{self.calibration_key}-w{int8_weight_bits()}"
                  if self.mode == "onnxruntime-int8" else "")
-        name = (f"{self._digests[id(model)]}-{size[0]}x{size[1]}-{self.mode}{extra}-x{EXPORT_VERSION}-ort{ort.__version__}"
+        name = (f"{self._digests[id(model)]}-{size[0]}x{size[1]}-{self.mode}{extra}-x{EXPORT_VERSION}"
+                f"-ort{ort.__version__}"
                 f"-torch{torch.__version__.split('+')[0]}.onnx")
         return self.cache / "onnx" / name
 

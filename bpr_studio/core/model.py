@@ -248,7 +248,8 @@ def save_weights(path: str | os.PathLike, model: nn.Module, name: str, meta: dic
         raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(MODELS)}")
 
     def stored(state: dict) -> dict:
-        return {key: (value.detach().cpu().half() if half and value.is_floating_point() else value.detach().cpu()).clone()
+        state = {key: value.detach().cpu() for key, value in state.items()}
+        return {key: (value.half() if half and value.is_floating_point() else value).clone()
                 for key, value in state.items()}
 
     norm = input_norm or {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
@@ -292,12 +293,12 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
     architecture the caller expects; a file of another one raises.
     Returns (model in eval mode, float32, on ``device``; info ``{"arch": str, "meta": dict | None,
     "path": str, "input_size": int, "patch_size": int | None, "input_norm": {"mean": tuple, "std": tuple},
-    "int8": bool, "int8_state": dict | None}``; input_size: the side it was trained at, ``meta["train"]["input_size"]``, else the
-    family's; patch_size: the side in image pixels of the patches it was trained on,
+    "int8": bool, "int8_state": dict | None}``; input_size: the side it was trained at,
+    ``meta["train"]["input_size"]``, else the family's; patch_size: the side in image pixels of the patches it was trained on,
     ``meta["train"]["patch_size"]`` (None for files written before training recorded it); int8:
     whether the fast CPU path may quantise it, False where ``meta["int8"]`` says so because its int8
-    graph lost quality); int8_state: the file's ``int8_state_dict`` (float32 tensors) or None. Raises :class:`WeightsError` naming the file and the reason when the file is
-    missing, unreadable or corrupt, not a BPR Studio weights file, of another architecture than
+    graph lost quality); int8_state: the file's ``int8_state_dict`` (float32 tensors) or None.
+    Raises :class:`WeightsError` naming the file and the reason when the file is missing, unreadable or corrupt, not a BPR Studio weights file, of another architecture than
     ``arch``, or when its tensors do not fit its architecture.
     """
     path = Path(path)
@@ -308,7 +309,7 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise WeightsError(f"{path}: unknown architecture {name!r}; expected one of {sorted(MODELS)}")
     if arch is not None and name != arch:
         raise WeightsError(f"{path}: holds {name} weights, expected {arch}")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not _is_tensor_dict(state):
         raise WeightsError(f"{path}: 'state_dict' is not a dict of tensors")
     with torch.device("meta"):  # built without initialisation; the file's tensors are assigned below
         model = build_model(name)
@@ -317,21 +318,29 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
         guess = _guess_arch(state)
         looks = f"the tensors are those of {guess}" if guess else "the tensors fit no known architecture"
         raise WeightsError(f"{path}: file says {name} but {looks} ({problem})")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
+    model.load_state_dict(_float32(state), assign=True)
     model.to(device).eval()
     int8_state = payload.get("int8_state_dict")
     if int8_state is not None:
-        problem = (_state_mismatch(model, int8_state) if isinstance(int8_state, dict)
-                   and all(isinstance(v, torch.Tensor) for v in int8_state.values()) else "not a dict of tensors")
+        problem = _state_mismatch(model, int8_state) if _is_tensor_dict(int8_state) else "not a dict of tensors"
         if problem:
             raise WeightsError(f"{path}: 'int8_state_dict' does not hold {name} weights ({problem})")
-        int8_state = {k: v.float() if v.is_floating_point() else v for k, v in int8_state.items()}
+        int8_state = _float32(int8_state)
     meta = payload.get("meta")
     return model, {"arch": name, "meta": meta, "path": str(path),
                    "input_size": _trained_side(meta, "input_size", 8) or MODELS[name].input_size,
                    "patch_size": _trained_side(meta, "patch_size", 2),
                    "input_norm": _input_norm(payload.get("input_norm"), path),
                    "int8": not (isinstance(meta, dict) and meta.get("int8") is False), "int8_state": int8_state}
+
+
+def _is_tensor_dict(state) -> bool:
+    return isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def _float32(state: dict) -> dict:
+    """A state dict with its floating tensors (float16 in the files) as float32."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def trained_patch_size(path: str | os.PathLike) -> int | None:

@@ -129,9 +129,9 @@ class _Rounding(TorchFunctionMode):
             args = ([self._site(t) for t in args[0]],) + tuple(args[1:])
         elif name == "conv2d":
             weight = args[1] if len(args) > 1 else kwargs.pop("weight")
-            args = (self._site(args[0]), weight if self.observe else self.emulation.round_weight(weight)) + tuple(args[2:])
+            rounded = weight if self.observe else self.emulation.round_weight(weight)
+            args = (self._site(args[0]), rounded) + tuple(args[2:])
         elif name == "batch_norm":  # one that no convolution absorbs: its scale is an int8 weight too
-            args = list(args)
             weight = args[3] if len(args) > 3 else kwargs.pop("weight")
             rounded = weight if self.observe or weight is None else self.emulation.round_scale(weight)
             args = (self._site(args[0]), args[1], args[2], rounded) + tuple(args[4:])
