@@ -166,6 +166,27 @@ def test_export_defaults_to_the_datasets_format_a_sibling_folder_and_coarse_for_
     assert not any("unreadable" in name for name in names) and window.session.load_problems == []
 
 
+def test_images_that_share_a_file_name_are_told_apart(qtbot, mini_dataset, tmp_path):
+    """The sample folder holds a labelme and a COCO copy of the same three photographs: each row
+    names the folder that tells it apart, and its tooltip the whole path."""
+    from bpr_studio.gui.panels import distinct_names
+
+    assert distinct_names(["/d/x/s.jpg", "/d/y/s.jpg", "/d/y/t.jpg", "/e/y/s.jpg"]) == [
+        "x/s.jpg", "d/y/s.jpg", "t.jpg", "e/y/s.jpg"]
+    both = tmp_path / "both"
+    shutil.copytree(mini_dataset, both)
+    for path in both.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    window = MainWindow(refiner_factory=SlowRefiner)
+    qtbot.addWidget(window)
+    assert window.open_dataset(both)
+    rows = [window.image_list.item(k) for k in range(window.image_list.count())]
+    names = [row.text().split()[0] for row in rows]
+    assert len(names) == 6 and len(set(names)) == 6
+    assert {"data_annotated/scene_1.jpg", "JPEGImages/scene_1.jpg"} <= set(names)
+    assert all(str(both) in row.toolTip() for row in rows)
+
+
 def test_demo_export_default_is_a_visible_folder_at_home(tmp_path, monkeypatch):
     from bpr_studio import RESOURCES
     from bpr_studio.session.export import DatasetSource, default_export_path

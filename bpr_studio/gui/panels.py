@@ -23,14 +23,37 @@ STATUS_COLORS = {"unreviewed": QtGui.QColor(150, 150, 150), "accepted": QtGui.QC
                  "rejected": QtGui.QColor(210, 70, 60), "edited": QtGui.QColor(70, 130, 220)}
 
 
+def distinct_names(paths: list[Path]) -> list[str]:
+    """For each path, its file name, or as many of its last folders with it as tell it apart from the
+    other paths (``a/scene_1.jpg`` and ``b/scene_1.jpg`` for two images named ``scene_1.jpg``)."""
+    parts = [Path(p).parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        names = ["/".join(pp[-d:]) for pp, d in zip(parts, depth)]
+        seen: dict[str, int] = {}
+        for name in names:
+            seen[name] = seen.get(name, 0) + 1
+        grow = [i for i, name in enumerate(names) if seen[name] > 1 and depth[i] < len(parts[i])]
+        if not grow:
+            return names
+        for i in grow:
+            depth[i] += 1
+
+
 class ImageList(QtWidgets.QListWidget):
-    """One row per image: file name, review progress, or why it cannot be read."""
+    """One row per image: file name (with its folders where two images share it), review progress,
+    or why it cannot be read; the tooltip gives the whole path."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._names: list[str] = []  # per image of the session, what its row calls it
 
     def set_images(self, session) -> None:
         self.blockSignals(True)
         self.clear()
-        for image in session.images:
-            self.addItem(QtWidgets.QListWidgetItem(image.path.name))
+        self._names = distinct_names([image.path for image in session.images])
+        for name in self._names:
+            self.addItem(QtWidgets.QListWidgetItem(name))
         self.blockSignals(False)
         for image in session.images:
             self.update_image(image)
@@ -39,16 +62,17 @@ class ImageList(QtWidgets.QListWidget):
         item = self.item(image.index)
         if item is None:
             return
+        name = self._names[image.index]
         if image.error:
-            item.setText(f"{image.path.name}  (unreadable)")
+            item.setText(f"{name}  (unreadable)")
             item.setForeground(QtGui.QBrush(STATUS_COLORS["rejected"]))
-            item.setToolTip(image.error)
+            item.setToolTip(image.error)  # names the file
             return
         counts = image.review_counts()
         n = len(image.instances)
         reviewed = n - counts["unreviewed"]
-        item.setText(f"{image.path.name}  {reviewed}/{n}")
-        item.setToolTip(", ".join(f"{k}: {v}" for k, v in counts.items()))
+        item.setText(f"{name}  {reviewed}/{n}")
+        item.setToolTip(f"{image.path}\n" + ", ".join(f"{k}: {v}" for k, v in counts.items()))
         done = n > 0 and reviewed == n
         item.setForeground(QtGui.QBrush(STATUS_COLORS["accepted"] if done else self.palette().text().color()))
 
