@@ -118,10 +118,11 @@ def test_emulation_predicts_where_onnxruntime_int8_departs_from_float():
 
 
 def int8_aware_run(tmp_path, share):
-    """(start weights file, 8 patches, a 3-step config of share ``share`` whose teacher calls every
-    pixel background): a run that must move the weights."""
+    """(start weights file that forbids int8, as the precise model's did, 8 patches, a 3-step config
+    of share ``share`` whose teacher calls every pixel background): a run that must move the weights."""
     torch.set_num_threads(1)
-    start = save_weights(tmp_path / "start.pt", lite0(), "lite0", meta={"train": {"input_size": 32}})
+    start = save_weights(tmp_path / "start.pt", lite0(), "lite0",
+                         meta={"train": {"input_size": 32}, "int8": False, "int8_why": "lost quality"})
     teacher = sure_background_teacher(tmp_path / "teacher.pt", input_size=32)
     config = TrainConfig(model="lite0", input_size=32, iters=3, batch_size=4, val_patches=0, lr=1e-3,
                          teacher=str(teacher), distill=1.0, int8_share=share)
@@ -164,6 +165,7 @@ def test_int8_share_1_trains_the_int8_graphs_weights_and_keeps_the_float_ones(tm
     model, info = load_weights(tmp_path / "q.pt")
     assert len(more) == 2 and info["meta"]["int8_state"]["iteration"] == 5
     assert info["meta"]["train"] == {"input_size": 32}  # the file started from describes the float weights
+    assert info["int8"] and "int8_why" not in info["meta"]  # its own int8 weights lift the start's veto
     assert info["meta"]["int8_state"]["train"]["int8_weight_bits"] in (7, 8)
     torch.testing.assert_close(model.state_dict()["classifier.bias"], before["classifier.bias"], rtol=0, atol=0)
     train(ps, tmp_path / "r.pt", TrainConfig(**{**config.__dict__, "int8_share": 0.5}), init=start, progress=False)

@@ -556,7 +556,9 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
         if base is None:
             save_weights(out, model, config.model, meta=meta(extra), half=True)
         else:
-            save_weights(out, base, config.model, meta={**(base_meta or {}), "int8_state": meta(extra)}, half=True,
+            # the file's own int8 weights replace a veto on quantising its float ones ("int8": False)
+            kept = {k: v for k, v in (base_meta or {}).items() if k not in ("int8", "int8_why")}
+            save_weights(out, base, config.model, meta={**kept, "int8_state": meta(extra)}, half=True,
                          int8_state=model.state_dict())
 
     def scores_of(model: torch.nn.Module) -> dict:
