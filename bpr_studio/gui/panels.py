@@ -23,7 +23,7 @@ STATUS_COLORS = {"unreviewed": QtGui.QColor(150, 150, 150), "accepted": QtGui.QC
                  "rejected": QtGui.QColor(210, 70, 60), "edited": QtGui.QColor(70, 130, 220)}
 
 
-def distinct_names(paths: list[Path]) -> list[str]:
+def distinct_names(paths: list[str | Path]) -> list[str]:
     """For each path, its file name, or as many of its last folders with it as tell it apart from the
     other paths (``a/scene_1.jpg`` and ``b/scene_1.jpg`` for two images named ``scene_1.jpg``)."""
     parts = [Path(p).parts for p in paths]
