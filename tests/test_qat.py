@@ -93,13 +93,12 @@ def test_emulation_predicts_where_onnxruntime_int8_departs_from_float():
     coco_mval photographs, docs/engine_bench.md); the two roundings are not identical."""
     pytest.importorskip("onnxruntime")
     from bpr_studio.core.config import weights_path
-    from bpr_studio.core.inference import calibration_crops, fast_inference, int8_weight_bits
+    from bpr_studio.core.inference import calibration_crops, calibration_inputs, fast_inference, int8_weight_bits
     from bpr_studio.core.patches import network_inputs
-    from bpr_studio.core.qat import refiner_calibration
 
     torch.set_num_threads(1)
     net = load_weights(weights_path("fast"))[0]
-    calibration = refiner_calibration(64)
+    calibration = calibration_inputs(64)
     x = network_inputs(*calibration_crops(count=32, seed=1), 64)  # held out from the calibration crops
     int8 = fast_inference(net, "cpu", "onnxruntime-int8", input_size=64, calibration=lambda size: calibration,
                           cache=None, threads=1)

@@ -164,6 +164,17 @@ def calibration_crops(patch_size: int = RefinerConfig.patch_size, padding: int =
     return np.concatenate(images)[:count], np.concatenate(masks)[:count]
 
 
+def calibration_inputs(input_size: int, patch_size: int = RefinerConfig.patch_size, padding: int = 0,
+                       **norm) -> torch.Tensor:
+    """(64, 4, input_size, input_size) float32: :func:`calibration_crops` as network inputs
+    (:func:`bpr_studio.core.patches.network_inputs`; norm: its mean and std, a weights file's
+    ``input_norm``, ImageNet's by default). What a Refiner calibrates its int8 graph on, and what an
+    int8-aware training run calibrates its emulated ranges on, so the two ranges are the same."""
+    from .patches import network_inputs
+
+    return network_inputs(*calibration_crops(patch_size, padding), input_size, **norm)
+
+
 class FastInference:
     """A network wrapped in the fastest inference mode that keeps its masks.
 

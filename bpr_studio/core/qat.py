@@ -47,6 +47,7 @@ class Int8Emulation:
 
     def __init__(self, model: nn.Module, weight_bits: int = 8):
         self.model = model
+        self.weight_bits = weight_bits
         self.weight_qmax = 127 if weight_bits == 8 else 64  # onnxruntime's symmetric / reduced int8 ranges
         self.ranges: list[tuple[float, float]] = []  # per rounded tensor, in order of use: float min, max
         self._folds: dict[int, nn.BatchNorm2d | None] | None = None  # id(conv weight) -> BatchNorm it feeds
@@ -191,12 +192,3 @@ def _batchnorms_fed(model: nn.Module, example: torch.Tensor) -> dict[int, nn.Bat
             hook.remove()
     return folds
 
-
-def refiner_calibration(input_size: int) -> torch.Tensor:
-    """(64, 4, input_size, input_size) float32: the network inputs a Refiner with the default patch
-    size and padding calibrates its int8 graph on (:func:`bpr_studio.core.inference.calibration_crops`),
-    so the emulated ranges are the ones ONNX Runtime will take."""
-    from .inference import calibration_crops
-    from .patches import network_inputs
-
-    return network_inputs(*calibration_crops(), input_size)

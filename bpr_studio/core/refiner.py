@@ -15,7 +15,7 @@ from .. import RESOURCES
 from .boundary import mask_bbox
 from .config import DEFAULT_WEIGHTS, RefinerConfig
 from .edges import snap_to_edges
-from .inference import calibration_crops, fast_inference
+from .inference import calibration_inputs, fast_inference
 from .model import load_weights
 from .patches import (boundary_patches, crop_boxes, foreground_probability, network_inputs, patch_probabilities,
                       reassemble)
@@ -143,8 +143,7 @@ class Refiner:
 
     def _calibration_inputs(self, input_size: int) -> torch.Tensor:
         """(64, 4, input_size, input_size) float32 network inputs for int8 calibration."""
-        cfg = self.config
-        return network_inputs(*calibration_crops(cfg.patch_size, cfg.padding), input_size, **self._norm)
+        return calibration_inputs(input_size, self.config.patch_size, self.config.padding, **self._norm)
 
     @property
     def device_name(self) -> str:

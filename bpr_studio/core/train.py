@@ -501,12 +501,12 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     base = copy.deepcopy(model).eval() if config.int8_share == 1.0 else None  # the float network the file keeps
     emulation = None
     if config.int8_share > 0:
-        from .inference import int8_weight_bits
-        from .qat import Int8Emulation, refiner_calibration
+        from .inference import calibration_inputs, int8_weight_bits
+        from .qat import Int8Emulation
 
         model.eval()  # frozen BatchNorm statistics: what the int8 graph folds into the convolutions
         emulation = Int8Emulation(model, int8_weight_bits())  # calibrated once the weights are loaded
-        calibration = refiner_calibration(config.input_size).to(device)
+        calibration = calibration_inputs(config.input_size).to(device)  # as the Refiner calibrates
     teacher, teacher_size = (load_teacher(config.teacher, device) if config.teacher and config.distill > 0
                              else (None, 0))
     if teacher is not None:
@@ -542,7 +542,7 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
     def meta(extra: dict) -> dict:
         trained_on = {**dataclasses.asdict(config), "patch_size": int(patches.images.shape[1])}
         if emulation is not None:  # the grid the int8 weights were fitted to: this machine's (8 bits with VNNI)
-            trained_on["int8_weight_bits"] = 8 if emulation.weight_qmax == 127 else 7
+            trained_on["int8_weight_bits"] = emulation.weight_bits
         return {"train": trained_on, "patches": len(train_index), "iteration": iteration,
                 "elapsed_s": round(elapsed_before + time.monotonic() - start, 1), **extra}
 
@@ -561,8 +561,8 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
             save_weights(out, base, config.model, meta={**kept, "int8_state": meta(extra)}, half=True,
                          int8_state=model.state_dict())
 
-    def scores_of(model: torch.nn.Module) -> dict:
-        """Validation scores of the float network, and of its emulated int8 graph in an int8-aware run."""
+    def validation_scores() -> dict:
+        """Validation scores of the network, and of its emulated int8 graph in an int8-aware run."""
         if not len(val):
             return {}
         scores = validate(model, val, config.input_size, device=device)
@@ -622,13 +622,13 @@ def train(patches: PatchSet, out: str | os.PathLike, config: TrainConfig | None 
                 f"elapsed {elapsed_before + time.monotonic() - start:.0f}s patches/s {seen:.1f}")
             window = []
         if time.monotonic() - last_ckpt >= config.checkpoint_seconds:
-            scores = scores_of(model)
+            scores = validation_scores()
             checkpoint({"val": scores})
             log(f"checkpoint at iter {iteration}: val {scores}")
             last_ckpt = time.monotonic()
     del loader  # stops the batch workers
     bar.close()
-    scores = scores_of(model)
+    scores = validation_scores()
     checkpoint({"val": scores})
     log(f"finished at iter {iteration}: val {scores}")
     return losses
